@@ -1,0 +1,36 @@
+# cellseg: `make demo` runs the main job on built-in synthetic data, `make test` the tests.
+# Both need only python3 (3.11 or newer): they create .venv and install what they need.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+DEMO_KIND ?= fluo
+DEMO_DATA ?= data/demo/$(if $(filter phc,$(DEMO_KIND)),PhC-C2DL-SYNTH,Fluo-N2DH-SYNTH)
+
+.PHONY: help test demo clean
+
+help:
+	@echo "make demo   synthesise a CTC-layout dataset and summarise it (DEMO_KIND=fluo|phc)"
+	@echo "make test   run the test suite"
+	@echo "make clean  remove generated data, records and runs (keeps .venv)"
+
+$(BIN)/python:
+	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "cellseg needs Python 3.11 or newer, found " + sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+
+$(INSTALLED): $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+test: $(INSTALLED)
+	$(BIN)/python -m pytest
+
+demo: $(INSTALLED)
+	$(BIN)/cellseg-synth --kind=$(DEMO_KIND) --output_dir=$(DEMO_DATA) \
+		--sequences=2 --frames=12 --height=256 --width=256 --seed=0 --overwrite
+
+clean:
+	rm -rf data/demo runs
+	find records -mindepth 1 ! -name README.md -exec rm -rf {} +

@@ -1,0 +1,1 @@
+"""Apache Beam jobs of cellseg (the CTC to TFRecord conversion)."""

@@ -1,0 +1,1 @@
+"""cellseg: U-Net cell segmentation for Cell Tracking Challenge data."""

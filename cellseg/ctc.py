@@ -1,0 +1,183 @@
+"""The Cell Tracking Challenge (CTC) folder layout.
+
+A CTC dataset folder holds one folder per sequence and, beside it, the
+annotations of that sequence::
+
+    <dataset>/01/t000.tif                 frames (t0000.tif for long sequences)
+    <dataset>/01_GT/SEG/man_seg000.tif    gold truth: manual masks, some frames
+    <dataset>/01_ST/SEG/man_seg000.tif    silver truth: computed masks, most frames
+    <dataset>/01_RES/mask000.tif          results, as the challenge expects them
+
+Discovery works on relative paths, so the same parser serves the local disk and
+any other filesystem (Beam lists `gs://...` itself and hands the names here).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Iterable
+
+GOLD = "gold"
+SILVER = "silver"
+TRUTH_POLICIES = ("gold", "silver", "gold_then_silver")
+
+_SEQUENCE = re.compile(r"^(\d{2,})$")
+_FRAME = re.compile(r"^t(\d{3,})\.tiff?$")
+_MASK = re.compile(r"^man_seg(\d{3,})\.tiff?$")
+_TRUTH_DIR = {"GT": GOLD, "ST": SILVER}
+
+EXPECTED_LAYOUT = (
+    "expected sequence folders such as 01/ holding frames t000.tif (or t0000.tif), "
+    "with masks in 01_GT/SEG/man_seg000.tif (gold) or 01_ST/SEG/man_seg000.tif (silver)"
+)
+
+
+class LayoutError(ValueError):
+    """A folder is not in CTC layout."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Frame:
+    """One frame of a CTC sequence and the masks annotating it (None when absent)."""
+
+    dataset: str
+    sequence: str
+    index: int
+    image: str
+    gold: str | None = None
+    silver: str | None = None
+
+    @property
+    def key(self) -> str:
+        """A name unique across datasets: `dataset/sequence/tNNNN`."""
+        return f"{self.dataset}/{self.sequence}/t{self.index:04d}"
+
+    def truth(self, policy: str = "gold_then_silver") -> tuple[str | None, str | None]:
+        """The mask path and its kind (`gold` or `silver`) under `policy`; (None, None) if none."""
+        if policy not in TRUTH_POLICIES:
+            raise ValueError(f"unknown truth policy {policy!r}; expected one of {TRUTH_POLICIES}")
+        if policy in ("gold", "gold_then_silver") and self.gold:
+            return self.gold, GOLD
+        if policy in ("silver", "gold_then_silver") and self.silver:
+            return self.silver, SILVER
+        return None, None
+
+
+@dataclasses.dataclass(frozen=True)
+class Orphan:
+    """A mask whose frame does not exist."""
+
+    path: str
+    reason: str
+
+
+def parse_layout(
+    root: str, relative_paths: Iterable[str], sequences: Iterable[str] | None = None
+) -> tuple[list[Frame], list[Orphan]]:
+    """Frames (sorted by sequence, index) and orphan masks from paths relative to `root`.
+
+    Files that are not part of the layout (TRA folders, notes, results) are ignored.
+    Raises LayoutError when no frame is found.
+    """
+    root = root.rstrip("/") or "/"
+    dataset = os.path.basename(root.rstrip("/")) or root
+    wanted = None if sequences is None else {str(s) for s in sequences}
+    images: dict[tuple[str, int], str] = {}
+    masks: dict[tuple[str, int, str], str] = {}
+    for relative in relative_paths:
+        parts = relative.replace("\\", "/").strip("/").split("/")
+        if len(parts) == 2 and _SEQUENCE.match(parts[0]) and _FRAME.match(parts[1]):
+            index = int(_FRAME.match(parts[1]).group(1))
+            images[(parts[0], index)] = _join(root, parts)
+        elif len(parts) == 3 and parts[1] == "SEG" and _MASK.match(parts[2]):
+            sequence, _, suffix = parts[0].partition("_")
+            if _SEQUENCE.match(sequence) and suffix in _TRUTH_DIR:
+                index = int(_MASK.match(parts[2]).group(1))
+                masks[(sequence, index, _TRUTH_DIR[suffix])] = _join(root, parts)
+    if wanted is not None:
+        images = {k: v for k, v in images.items() if k[0] in wanted}
+        masks = {k: v for k, v in masks.items() if k[0] in wanted}
+        missing = wanted - {sequence for sequence, _ in images}
+        if missing and images:
+            raise LayoutError(f"{root}: no frames for sequence(s) {', '.join(sorted(missing))}")
+    if not images:
+        what = f" for sequence(s) {', '.join(sorted(wanted))}" if wanted else ""
+        raise LayoutError(f"not a CTC dataset folder: {root}: no frames found{what}; {EXPECTED_LAYOUT}")
+    frames = [
+        Frame(
+            dataset=dataset,
+            sequence=sequence,
+            index=index,
+            image=path,
+            gold=masks.get((sequence, index, GOLD)),
+            silver=masks.get((sequence, index, SILVER)),
+        )
+        for (sequence, index), path in sorted(images.items())
+    ]
+    orphans = [
+        Orphan(path, f"{kind} mask without frame {sequence}/t{index:03d}.tif")
+        for (sequence, index, kind), path in sorted(masks.items())
+        if (sequence, index) not in images
+    ]
+    return frames, orphans
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """What a CTC dataset folder holds: its frames and any masks that have no frame."""
+
+    root: str
+    frames: list[Frame]
+    orphans: list[Orphan]
+
+    @property
+    def sequences(self) -> list[str]:
+        return sorted({frame.sequence for frame in self.frames})
+
+
+def discover(root: str | os.PathLike, sequences: Iterable[str] | None = None) -> Layout:
+    """The frames of the CTC dataset folder `root` on the local disk.
+
+    Raises LayoutError naming the folder and the expected layout when `root` is
+    missing or holds no CTC frames.
+    """
+    root = os.fspath(root)
+    if not os.path.isdir(root):
+        raise LayoutError(f"not a CTC dataset folder: {root}: no such directory; {EXPECTED_LAYOUT}")
+    frames, orphans = parse_layout(root, list_files(root), sequences)
+    return Layout(root, frames, orphans)
+
+
+def list_files(root: str) -> list[str]:
+    """Paths relative to `root` of the files two levels down, where CTC keeps them."""
+    found = []
+    for top in sorted(os.listdir(root)):
+        top_path = os.path.join(root, top)
+        if not os.path.isdir(top_path):
+            continue
+        for entry in sorted(os.listdir(top_path)):
+            entry_path = os.path.join(top_path, entry)
+            if os.path.isdir(entry_path):
+                found.extend(f"{top}/{entry}/{name}" for name in sorted(os.listdir(entry_path)))
+            else:
+                found.append(f"{top}/{entry}")
+    return found
+
+
+def result_path(root: str | os.PathLike, sequence: str, index: int, digits: int = 3) -> str:
+    """Where the challenge expects the segmentation of a frame: `<root>/<seq>_RES/maskTTT.tif`."""
+    return os.path.join(os.fspath(root), f"{sequence}_RES", f"mask{index:0{digits}d}.tif")
+
+
+def frame_name(index: int, digits: int = 3) -> str:
+    return f"t{index:0{digits}d}.tif"
+
+
+def mask_name(index: int, digits: int = 3) -> str:
+    return f"man_seg{index:0{digits}d}.tif"
+
+
+def _join(root: str, parts: list[str]) -> str:
+    return "/".join([root.rstrip("/"), *parts]) if "://" in root else os.path.join(root, *parts)

@@ -1,0 +1,104 @@
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+from rasterio.errors import NotGeoreferencedWarning
+
+from cellseg import tiff
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_reads_pillow_written_tiffs_keeping_dtype(tmp_path, rng, dtype):
+    if dtype == np.float32:
+        array = rng.normal(100.0, 30.0, (13, 17)).astype(np.float32)
+    else:
+        array = rng.integers(0, np.iinfo(dtype).max, (13, 17), endpoint=True).astype(dtype)
+    path = tmp_path / "frame.tif"
+    Image.fromarray(array).save(path)
+    from_path = tiff.read(path)
+    from_bytes = tiff.read(path.read_bytes(), name="frame.tif")
+    for result in (from_path, from_bytes):
+        assert result.dtype == dtype
+        np.testing.assert_array_equal(result, array)
+
+
+def test_full_16_bit_range_survives(tmp_path):
+    array = np.array([[0, 1, 4095], [4096, 65534, 65535]], np.uint16)
+    tiff.write(tmp_path / "x.tif", array)
+    np.testing.assert_array_equal(tiff.read(tmp_path / "x.tif"), array)
+
+
+def test_no_georeferencing_warning_escapes(tmp_path):
+    path = tmp_path / "x.tif"
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tiff.read(path)
+        tiff.write(tmp_path / "y.tif", np.zeros((4, 4), np.uint8))
+    assert not [w for w in caught if issubclass(w.category, NotGeoreferencedWarning)]
+
+
+def test_multi_page_tiff_is_refused_by_name(tmp_path):
+    path = tmp_path / "stack.tif"
+    pages = [Image.fromarray(np.full((8, 8), i, np.uint8)) for i in range(3)]
+    pages[0].save(path, save_all=True, append_images=pages[1:])
+    with pytest.raises(ValueError, match=r"stack\.tif: 3 pages"):
+        tiff.read(path)
+    with pytest.raises(ValueError, match=r"stack\.tif: 3 pages"):
+        tiff.read(path.read_bytes(), name="stack.tif")
+
+
+def test_multi_band_tiff_is_refused(tmp_path):
+    path = tmp_path / "rgb.tif"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(path)
+    with pytest.raises(ValueError, match=r"rgb\.tif: 3 bands"):
+        tiff.read(path)
+
+
+def test_truncated_tiff_is_refused(tmp_path, rng):
+    whole = tmp_path / "whole.tif"
+    tiff.write(whole, rng.integers(0, 65535, (64, 64)).astype(np.uint16))
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"cut\.tif: unreadable TIFF"):
+        tiff.read(cut)
+    with pytest.raises(ValueError, match=r"cut\.tif"):
+        tiff.read(data[:100], name="cut.tif")
+
+
+def test_non_tiff_is_refused(tmp_path):
+    png = tmp_path / "frame.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(png)
+    text = tmp_path / "t000.tif"
+    text.write_text("not an image")
+    with pytest.raises(ValueError, match=r"frame\.png: not a TIFF"):
+        tiff.read(png)
+    with pytest.raises(ValueError, match=r"frame\.png: not a TIFF"):
+        tiff.read(png.read_bytes(), name="frame.png")
+    with pytest.raises(ValueError, match=r"t000\.tif"):
+        tiff.read(text)
+    with pytest.raises(ValueError, match=r"absent\.tif"):
+        tiff.read(tmp_path / "absent.tif")
+
+
+def test_label_tiffs_are_uint16_and_read_by_pillow(tmp_path):
+    labels = np.array([[0, 1, 2], [300, 65535, 0]], np.int64)
+    path = tmp_path / "mask000.tif"
+    tiff.write_labels(path, labels)
+    with Image.open(path) as image:
+        assert image.mode == "I;16"
+        np.testing.assert_array_equal(np.array(image), labels)
+    with pytest.raises(ValueError, match="0..65535"):
+        tiff.write_labels(tmp_path / "big.tif", np.array([[70000]]))
+
+
+def test_header_reads_size_and_dtype(tmp_path):
+    tiff.write(tmp_path / "x.tif", np.zeros((5, 7), np.uint16))
+    assert tiff.header(tmp_path / "x.tif") == (5, 7, "uint16")
