@@ -7,12 +7,14 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
 DEMO_KIND ?= fluo
-DEMO_DATA ?= data/demo/$(if $(filter phc,$(DEMO_KIND)),PhC-C2DL-SYNTH,Fluo-N2DH-SYNTH)
+DEMO_NAME := $(if $(filter phc,$(DEMO_KIND)),PhC-C2DL-SYNTH,Fluo-N2DH-SYNTH)
+DEMO_DATA ?= data/demo/$(DEMO_NAME)
+DEMO_RECORDS ?= records/$(DEMO_NAME)
 
 .PHONY: help test demo clean
 
 help:
-	@echo "make demo   synthesise a CTC-layout dataset and summarise it (DEMO_KIND=fluo|phc)"
+	@echo "make demo   synthesise a CTC-layout dataset, summarise it, convert it to TFRecords (DEMO_KIND=fluo|phc)"
 	@echo "make test   run the test suite"
 	@echo "make clean  remove generated data, records and runs (keeps .venv)"
 
@@ -30,6 +32,9 @@ test: $(INSTALLED)
 demo: $(INSTALLED)
 	$(BIN)/cellseg-synth --kind=$(DEMO_KIND) --output_dir=$(DEMO_DATA) \
 		--sequences=2 --frames=12 --height=256 --width=256 --seed=0 --overwrite
+	@echo
+	$(BIN)/cellseg-convert --input_dir=$(DEMO_DATA) --output_dir=$(DEMO_RECORDS) --val_sequences=02 --overwrite \
+		--direct_running_mode=multi_processing --direct_num_workers=0
 
 clean:
 	rm -rf data/demo runs

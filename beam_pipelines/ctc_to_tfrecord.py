@@ -1,0 +1,537 @@
+"""cellseg-convert: CTC dataset folders to preprocessed, sharded TFRecords, with Apache Beam.
+
+    cellseg-convert --input_dir=data/Fluo-N2DH-GOWT1 --output_dir=records/Fluo-N2DH-GOWT1
+    cellseg-convert --input_dir=gs://bucket/Fluo-N2DH-GOWT1 --output_dir=gs://bucket/records \\
+        --runner=DataflowRunner --project=P --region=R --extra_package=dist/cellseg-0.1.0-py3-none-any.whl
+
+The job lists each dataset through Beam's filesystems (local disk, gs://, s3://,
+...), reads every frame and its mask as bytes, decodes them with rasterio,
+preprocesses them once (percentile stretch, border weight map), encodes them with
+`cellseg.schema` and writes `train-*` and `val-*` shards, `errors-*.jsonl` (one
+line per input that could not be used, with the reason) and `dataset.json`.
+Every discovered input ends up written, listed as an error, or counted as skipped
+(it has only another truth kind than --truth asks for); the counts add up.
+
+Flags of the job are absl flags; every other argument goes to Beam's
+PipelineOptions (--runner, --direct_num_workers, --project, ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import os
+import shlex
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow only encodes here: no device chatter
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from apache_beam.options.pipeline_options import PipelineOptions
+
+import cellseg
+from cellseg import ctc, preprocess, schema, tiff
+
+TRAIN, VAL = "train", "val"
+ERRORS, STATS = "errors", "stats"
+WRITTEN, ERROR, SKIPPED = "written", "error", "skipped"
+OUTPUT_GLOBS = ("train-*", "val-*", "errors-*", "dataset.json")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What the job does to each frame, and how it splits them."""
+
+    truth: str = "gold_then_silver"
+    percentiles: tuple[float, float] = preprocess.DEFAULT_PERCENTILES
+    weight_map: bool = True
+    w0: float = preprocess.DEFAULT_W0
+    sigma: float = preprocess.DEFAULT_SIGMA
+    val_fraction: float = 0.2
+    val_sequences: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.truth not in ctc.TRUTH_POLICIES:
+            raise ValueError(f"truth must be one of {ctc.TRUTH_POLICIES}, got {self.truth!r}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Output:
+    """Where and how shards are written."""
+
+    directory: str
+    num_shards: int = 0  # 0: one shard per bundle, no shuffle of the examples
+    compression: str = "gzip"
+
+    def __post_init__(self):
+        if self.compression not in ("none", "gzip"):
+            raise ValueError(f"compression must be none or gzip, got {self.compression!r}")
+        if self.num_shards < 0:
+            raise ValueError(f"num_shards must be 0 (runner decides) or more, got {self.num_shards}")
+
+    @property
+    def suffix(self) -> str:
+        return ".tfrecord.gz" if self.compression == "gzip" else ".tfrecord"
+
+    @property
+    def compression_type(self):
+        return CompressionTypes.GZIP if self.compression == "gzip" else CompressionTypes.UNCOMPRESSED
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    """One discovered input: a frame, or a mask that has no frame (`orphan`)."""
+
+    key: str
+    frame: ctc.Frame | None = None
+    orphan: ctc.Orphan | None = None
+
+
+# --- listing (on the machine that launches the job) ----------------------------
+
+
+def list_dataset(root: str, sequences=None) -> list[Item]:
+    """The frames and orphan masks of one CTC dataset folder on any Beam filesystem."""
+    root = root.rstrip("/")
+    if "://" not in root:
+        root = os.path.abspath(root)
+    patterns = [f"{root}/*/*", f"{root}/*/*/*"]
+    try:
+        matched = FileSystems.match(patterns)
+    except Exception as error:  # Beam raises BeamIOError, or IOError for a missing local root
+        raise ctc.LayoutError(f"cannot list {root}: {_first_line(error)}") from error
+    relative = [m.path[len(root) + 1 :] for result in matched for m in result.metadata_list]
+    frames, orphans = ctc.parse_layout(root, relative, sequences)
+    items = [Item(frame.key, frame=frame) for frame in frames]
+    items += [Item(f"{frames[0].dataset}/orphan/{o.path}", orphan=o) for o in orphans]
+    return items
+
+
+# --- one frame (on the workers) ------------------------------------------------------
+
+
+def split_of(frame: ctc.Frame, settings: Settings) -> str:
+    """train or val, the same on every run: by sequence name, else by a hash of the frame's key."""
+    if settings.val_sequences:
+        named = {frame.sequence, f"{frame.dataset}/{frame.sequence}"}
+        return VAL if named & set(settings.val_sequences) else TRAIN
+    digest = hashlib.sha256(frame.key.encode()).digest()
+    return VAL if int.from_bytes(digest[:8], "big") / 2.0**64 < settings.val_fraction else TRAIN
+
+
+def read_bytes(path: str) -> bytes:
+    """A whole file from any Beam filesystem."""
+    try:
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            return handle.read()
+    except Exception as error:  # BeamIOError, FileNotFoundError, permission errors
+        raise ValueError(f"{path}: cannot read ({_first_line(error)})") from error
+
+
+class BadInput(ValueError):
+    """An input file that cannot be used; `path` names it, the message says why."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(reason)
+        self.path = path
+
+
+def _read_tiff(path: str, read) -> np.ndarray:
+    try:
+        return tiff.read(read(path), name=path)
+    except ValueError as error:
+        raise BadInput(path, str(error)) from error
+
+
+@dataclasses.dataclass(frozen=True)
+class Converted:
+    split: str
+    example: bytes
+    stats: dict
+
+
+def convert_frame(frame: ctc.Frame, mask_path: str, truth: str, settings: Settings, read=read_bytes) -> Converted:
+    """Read, check, preprocess and encode one frame; BadInput names the file at fault and why."""
+    raw = _read_tiff(frame.image, read)
+    labels = _read_tiff(mask_path, read)
+    if raw.dtype.kind == "f" and not np.isfinite(raw).all():
+        raise BadInput(frame.image, f"{frame.image}: frame holds NaN or infinite values")
+    if labels.dtype.kind not in "ui":
+        raise BadInput(mask_path, f"{mask_path}: mask is {labels.dtype.name}, expected integer instance labels")
+    if labels.shape != raw.shape:
+        raise BadInput(
+            mask_path,
+            f"{mask_path}: mask is {labels.shape[0]} x {labels.shape[1]} but its frame "
+            f"{frame.image} is {raw.shape[0]} x {raw.shape[1]}",
+        )
+    if labels.size and (labels.min() < 0 or labels.max() > 65535):
+        raise BadInput(mask_path, f"{mask_path}: labels outside 0..65535")
+    image, intensities = preprocess.percentile_stretch(raw, *settings.percentiles)
+    weights = preprocess.border_weight_map(labels, settings.w0, settings.sigma) if settings.weight_map else None
+    split = split_of(frame, settings)
+    example = schema.encode(
+        image=image,
+        labels=labels,
+        weights=weights,
+        dataset=frame.dataset,
+        sequence=frame.sequence,
+        frame=frame.index,
+        truth=truth,
+        source_dtype=raw.dtype.name,
+        percentiles=settings.percentiles,
+        intensities=intensities,
+    )
+    stats = {
+        "outcome": WRITTEN,
+        "split": split,
+        "truth": truth,
+        "dataset": frame.dataset,
+        "size": [int(raw.shape[0]), int(raw.shape[1])],
+        "foreground": preprocess.foreground_fraction(labels),
+        "cells": int(len(np.unique(labels[labels > 0]))),
+    }
+    return Converted(split, example, stats)
+
+
+class ConvertItem(beam.DoFn):
+    """Routes each discovered input to train, val, errors or skipped, one outcome each."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.counters = {name: Metrics.counter("cellseg", name) for name in (TRAIN, VAL, ERROR, SKIPPED)}
+
+    def process(self, item: Item):
+        if item.orphan is not None:
+            yield from self._error(item, item.orphan.path, item.orphan.reason)
+            return
+        frame = item.frame
+        mask_path, truth = frame.truth(self.settings.truth)
+        if mask_path is None:
+            if frame.gold or frame.silver:  # annotated, but not with the kind asked for
+                self.counters[SKIPPED].inc()
+                yield beam.pvalue.TaggedOutput(STATS, {"outcome": SKIPPED, "reason": f"no {self.settings.truth} truth"})
+            else:
+                expected = f"{frame.sequence}_GT/SEG or {frame.sequence}_ST/SEG"
+                yield from self._error(item, frame.image, f"missing mask: no man_seg{frame.index:03d}.tif in {expected}")
+            return
+        try:
+            converted = convert_frame(frame, mask_path, truth, self.settings)
+        except BadInput as error:
+            yield from self._error(item, error.path, str(error))
+            return
+        self.counters[converted.split].inc()
+        yield beam.pvalue.TaggedOutput(converted.split, converted.example)
+        yield beam.pvalue.TaggedOutput(STATS, converted.stats)
+
+    def _error(self, item: Item, path: str, reason: str):
+        self.counters[ERROR].inc()
+        yield beam.pvalue.TaggedOutput(ERRORS, {"key": item.key, "path": path, "reason": reason})
+        yield beam.pvalue.TaggedOutput(STATS, {"outcome": ERROR})
+
+
+class SummarizeOutcomes(beam.CombineFn):
+    """Counts, sizes, truth kinds and foreground fraction of everything the job saw."""
+
+    def create_accumulator(self):
+        return {"outcomes": {}, "splits": {}, "truth": {}, "datasets": {}, "sizes": [], "skipped": {},
+                "foreground_sum": 0.0, "foreground_train_sum": 0.0, "cells": 0}
+
+    def add_input(self, acc, stats):
+        _bump(acc["outcomes"], stats["outcome"])
+        if stats["outcome"] == SKIPPED:
+            _bump(acc["skipped"], stats["reason"])
+        if stats["outcome"] != WRITTEN:
+            return acc
+        _bump(acc["splits"], stats["split"])
+        _bump(acc["truth"], stats["truth"])
+        _bump(acc["datasets"], stats["dataset"])
+        if stats["size"] not in acc["sizes"]:
+            acc["sizes"].append(stats["size"])
+        acc["foreground_sum"] += stats["foreground"]
+        acc["cells"] += stats["cells"]
+        if stats["split"] == TRAIN:
+            acc["foreground_train_sum"] += stats["foreground"]
+        return acc
+
+    def merge_accumulators(self, accumulators):
+        merged = self.create_accumulator()
+        for acc in accumulators:
+            for name in ("outcomes", "splits", "truth", "datasets", "skipped"):
+                for key, count in acc[name].items():
+                    _bump(merged[name], key, count)
+            merged["sizes"] += [size for size in acc["sizes"] if size not in merged["sizes"]]
+            for name in ("foreground_sum", "foreground_train_sum", "cells"):
+                merged[name] += acc[name]
+        return merged
+
+    def extract_output(self, acc):
+        return acc
+
+
+def _bump(counts: dict, key, by: int = 1) -> None:
+    counts[key] = counts.get(key, 0) + by
+
+
+def describe(acc: dict, context: dict) -> dict:
+    """The content of dataset.json from the combined outcomes and the job's own settings."""
+    outcomes, splits = acc["outcomes"], acc["splits"]
+    written = outcomes.get(WRITTEN, 0)
+    train = splits.get(TRAIN, 0)
+    return {
+        "schema_version": schema.SCHEMA_VERSION,
+        "cellseg_version": cellseg.__version__,
+        "counts": {
+            "discovered": sum(outcomes.values()),
+            "written": written,
+            "train": train,
+            "val": splits.get(VAL, 0),
+            "errors": outcomes.get(ERROR, 0),
+            "skipped": outcomes.get(SKIPPED, 0),
+        },
+        "skipped_reasons": acc["skipped"],
+        "datasets": acc["datasets"],
+        "truth": acc["truth"],
+        "frame_sizes": sorted(acc["sizes"]),
+        "foreground_fraction": acc["foreground_train_sum"] / train if train else None,
+        "foreground_fraction_all": acc["foreground_sum"] / written if written else None,
+        "cells_per_frame": acc["cells"] / written if written else None,
+        **context,
+    }
+
+
+def write_json(value: dict, path: str) -> None:
+    with FileSystems.create(path, mime_type="application/json") as handle:
+        handle.write((json.dumps(value, indent=2, sort_keys=False) + "\n").encode())
+
+
+# --- the pipeline ----------------------------------------------------------------------
+
+
+def build(pipeline: beam.Pipeline, items: list[Item], settings: Settings, output: Output, context: dict) -> None:
+    """Add the conversion of `items` to `pipeline`."""
+    results = (
+        pipeline
+        | "Inputs" >> beam.Create(items)
+        | "Convert" >> beam.ParDo(ConvertItem(settings)).with_outputs(TRAIN, VAL, ERRORS, STATS)
+    )
+    for split in (TRAIN, VAL):
+        _ = results[split] | f"Write{split.title()}" >> beam.io.WriteToTFRecord(
+            _join(output.directory, split),
+            file_name_suffix=output.suffix,
+            num_shards=output.num_shards,
+            compression_type=output.compression_type,
+        )
+    _ = (
+        results[ERRORS]
+        | "ErrorLines" >> beam.Map(json.dumps)
+        | "WriteErrors" >> beam.io.WriteToText(_join(output.directory, "errors"), file_name_suffix=".jsonl")
+    )
+    _ = (
+        results[STATS]
+        | "Summarize" >> beam.CombineGlobally(SummarizeOutcomes())
+        | "Describe" >> beam.Map(describe, context)
+        | "WriteDatasetJson" >> beam.Map(write_json, _join(output.directory, "dataset.json"))
+    )
+
+
+def run(
+    inputs: list[str],
+    output: Output,
+    settings: Settings,
+    beam_args: list[str] | None = None,
+    sequences=None,
+    overwrite: bool = False,
+    command: str = "",
+) -> dict:
+    """Convert `inputs` (CTC dataset folders) into shards under `output`; returns dataset.json's content.
+
+    Raises ctc.LayoutError for an input that is not a CTC folder, and
+    FileExistsError when `output` holds shards and `overwrite` is false.
+    """
+    items = []
+    for root in inputs:
+        items += list_dataset(root, sequences)
+    _clear_output(output.directory, overwrite)
+    context = {
+        "inputs": list(inputs),
+        "sequences": list(sequences) if sequences else None,
+        "settings": {**dataclasses.asdict(settings), "percentiles": list(settings.percentiles),
+                     "val_sequences": list(settings.val_sequences)},
+        "shards": {"train": f"train-*{output.suffix}", "val": f"val-*{output.suffix}",
+                   "compression": output.compression, "num_shards": output.num_shards},
+        "command": command,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    print(f"converting {len(items)} inputs from {', '.join(inputs)} into {output.directory}", file=sys.stderr)
+    options = PipelineOptions(beam_args or [])
+    with beam.Pipeline(runner=local_runner(options), options=options) as pipeline:
+        build(pipeline, items, settings, output, context)
+    with FileSystems.open(_join(output.directory, "dataset.json"), compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        description = json.loads(f.read())
+    counts = description["counts"]
+    if counts["discovered"] != len(items) or counts["written"] + counts["errors"] + counts["skipped"] != len(items):
+        raise RuntimeError(f"outcome counts do not add up to the {len(items)} inputs: {counts}")
+    return description
+
+
+def local_runner(options: PipelineOptions):
+    """The Python FnApiRunner for DirectRunner jobs; None (Beam's choice) for any other runner.
+
+    Beam's DirectRunner first tries its Go-based Prism runner, which it downloads
+    from GitHub at run time, and falls back to the FnApiRunner when that fails.
+    cellseg goes straight to the FnApiRunner, which honours --direct_running_mode
+    and --direct_num_workers, so a local conversion never needs the internet.
+    Pass --prism_location to use Prism.
+    """
+    from apache_beam.options.pipeline_options import PrismRunnerOptions, StandardOptions
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    runner = options.view_as(StandardOptions).runner
+    if runner in (None, "DirectRunner") and not options.view_as(PrismRunnerOptions).prism_location:
+        return FnApiRunner()
+    return None
+
+
+def _clear_output(directory: str, overwrite: bool) -> None:
+    patterns = [_join(directory, name) for name in OUTPUT_GLOBS]
+    existing = [m.path for result in FileSystems.match(patterns) for m in result.metadata_list]
+    if existing and not overwrite:
+        raise FileExistsError(f"{directory} already holds converted data ({len(existing)} files); pass --overwrite")
+    if existing:
+        FileSystems.delete(existing)
+    if "://" not in directory:
+        os.makedirs(directory, exist_ok=True)
+
+
+def _join(directory: str, name: str) -> str:
+    return FileSystems.join(directory, name)
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def unknown_beam_args(args: list[str]) -> list[str]:
+    """The arguments that no Beam PipelineOptions class knows (Beam itself would drop them with a warning)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
+    seen = set()
+    for cls in PipelineOptions.__subclasses__():
+        if cls.__name__ in seen:
+            continue
+        seen.add(cls.__name__)
+        try:
+            cls._add_argparse_args(parser)  # pylint: disable=protected-access
+        except argparse.ArgumentError:
+            continue
+    _, unknown = parser.parse_known_args(args)
+    return [arg for arg in unknown if arg.startswith("-")]
+
+
+def format_counts(description: dict) -> str:
+    c = description["counts"]
+    lines = [
+        f"discovered {c['discovered']} = written {c['written']} (train {c['train']}, val {c['val']})"
+        f" + errors {c['errors']} + skipped {c['skipped']}",
+    ]
+    for reason, count in description.get("skipped_reasons", {}).items():
+        lines.append(f"  skipped {count}: {reason}")
+    if description.get("foreground_fraction") is not None:
+        lines.append(f"foreground fraction (train): {description['foreground_fraction']:.1%}")
+    lines.append(f"frame sizes: {', '.join(f'{h} x {w}' for h, w in description['frame_sizes']) or '-'}")
+    return "\n".join(lines)
+
+
+# --- command line ----------------------------------------------------------------------
+
+
+def _define_flags():
+    from absl import flags
+
+    flags.DEFINE_multi_string("input_dir", None, "CTC dataset folder(s), local or on any Beam filesystem; "
+                              "repeat the flag or separate with commas.")
+    flags.DEFINE_string("output_dir", None, "Where shards go (default: records/<dataset name>).")
+    flags.DEFINE_enum("truth", "gold_then_silver", ctc.TRUTH_POLICIES,
+                      "Which masks: gold, silver, or gold where a frame has it and silver otherwise.")
+    flags.DEFINE_list("sequences", None, "Only these sequences (e.g. 01,02).")
+    flags.DEFINE_float("val_fraction", 0.2, "Fraction of frames for validation, by a hash of dataset/sequence/frame.")
+    flags.DEFINE_list("val_sequences", None, "Validation sequences (e.g. 02 or Fluo-N2DH-GOWT1/02); "
+                      "overrides --val_fraction.")
+    flags.DEFINE_integer("num_shards", 0, "Shards per split; 0 lets the runner decide (no shuffle).", lower_bound=0)
+    flags.DEFINE_enum("compression", "gzip", ["none", "gzip"], "Compression of the shards.")
+    flags.DEFINE_bool("weight_map", True, "Store the U-Net border weight map with each frame.")
+    flags.DEFINE_float("w0", preprocess.DEFAULT_W0, "Border weight w0 (U-Net paper: 10).", lower_bound=0.0)
+    flags.DEFINE_float("sigma", preprocess.DEFAULT_SIGMA, "Border weight sigma in pixels (U-Net paper: 5).",
+                       lower_bound=0.1)
+    flags.DEFINE_float("percentile_low", preprocess.DEFAULT_PERCENTILES[0], "Lower stretch percentile.")
+    flags.DEFINE_float("percentile_high", preprocess.DEFAULT_PERCENTILES[1], "Upper stretch percentile.")
+    flags.DEFINE_float("max_error_fraction", 0.0, "Exit non-zero when more than this fraction of inputs fail "
+                       "(valid frames are written either way).", lower_bound=0.0, upper_bound=1.0)
+    flags.DEFINE_bool("overwrite", False, "Replace converted data already in --output_dir.")
+    flags.mark_flag_as_required("input_dir")
+
+
+def _main(argv):
+    from absl import flags
+    from absl import logging as absl_logging
+
+    FLAGS = flags.FLAGS
+    if not FLAGS["verbosity"].present:  # Beam logs every step at INFO
+        absl_logging.set_verbosity(absl_logging.WARNING)
+    beam_args = argv[1:]
+    unknown = unknown_beam_args(beam_args)
+    if unknown:
+        sys.exit(f"cellseg-convert: unknown flag(s) {' '.join(unknown)} (neither a cellseg-convert nor a Beam option)")
+    inputs = [path.strip() for value in FLAGS.input_dir for path in value.split(",") if path.strip()]
+    try:
+        settings = Settings(
+            truth=FLAGS.truth,
+            percentiles=(FLAGS.percentile_low, FLAGS.percentile_high),
+            weight_map=FLAGS.weight_map,
+            w0=FLAGS.w0,
+            sigma=FLAGS.sigma,
+            val_fraction=FLAGS.val_fraction,
+            val_sequences=tuple(FLAGS.val_sequences or ()),
+        )
+        if not 0.0 <= settings.percentiles[0] < settings.percentiles[1] <= 100.0:
+            raise ValueError("need 0 <= --percentile_low < --percentile_high <= 100")
+        names = [os.path.basename(path.rstrip("/")) for path in inputs]
+        output = Output(FLAGS.output_dir or os.path.join("records", "+".join(names)), FLAGS.num_shards, FLAGS.compression)
+        description = run(inputs, output, settings, beam_args, FLAGS.sequences, FLAGS.overwrite,
+                          command=" ".join(shlex.quote(arg) for arg in sys.argv))
+    except (ValueError, FileExistsError) as error:  # LayoutError is a ValueError
+        sys.exit(f"cellseg-convert: {error}")
+    print(format_counts(description))
+    print(f"wrote {output.directory}/dataset.json")
+    counts = description["counts"]
+    if counts["errors"]:
+        print(f"{counts['errors']} input(s) failed; reasons in {output.directory}/errors-*.jsonl")
+    fraction = counts["errors"] / max(counts["discovered"], 1)
+    if fraction > FLAGS.max_error_fraction:
+        sys.exit(f"cellseg-convert: {fraction:.1%} of inputs failed, more than --max_error_fraction="
+                 f"{FLAGS.max_error_fraction:g}; the valid frames were written")
+
+
+def main():
+    from absl import app, flags
+
+    _define_flags()
+    app.run(_main, flags_parser=lambda argv: flags.FLAGS(argv, known_only=True))
+
+
+if __name__ == "__main__":
+    # Run through the package's module, not __main__, so that what Beam pickles
+    # (Item, the DoFns) names a module that worker processes can import.
+    from beam_pipelines import ctc_to_tfrecord
+
+    ctc_to_tfrecord.main()
