@@ -11,11 +11,12 @@ DEMO_NAME := $(if $(filter phc,$(DEMO_KIND)),PhC-C2DL-SYNTH,Fluo-N2DH-SYNTH)
 DEMO_DATA ?= data/demo/$(DEMO_NAME)
 DEMO_RECORDS ?= records/$(DEMO_NAME)
 
-.PHONY: help test demo clean
+.PHONY: help test demo bench clean
 
 help:
 	@echo "make demo   synthesise a CTC-layout dataset, summarise it, convert it to TFRecords (DEMO_KIND=fluo|phc)"
 	@echo "make test   run the test suite"
+	@echo "make bench  run the benchmarks (conversion throughput)"
 	@echo "make clean  remove generated data, records and runs (keeps .venv)"
 
 $(BIN)/python:
@@ -33,8 +34,10 @@ demo: $(INSTALLED)
 	$(BIN)/cellseg-synth --kind=$(DEMO_KIND) --output_dir=$(DEMO_DATA) \
 		--sequences=2 --frames=12 --height=256 --width=256 --seed=0 --overwrite
 	@echo
-	$(BIN)/cellseg-convert --input_dir=$(DEMO_DATA) --output_dir=$(DEMO_RECORDS) --val_sequences=02 --overwrite \
-		--direct_running_mode=multi_processing --direct_num_workers=0
+	$(BIN)/cellseg-convert --input_dir=$(DEMO_DATA) --output_dir=$(DEMO_RECORDS) --val_sequences=02 --overwrite
+
+bench: $(INSTALLED)
+	$(BIN)/python benchmarks/convert.py
 
 clean:
 	rm -rf data/demo runs

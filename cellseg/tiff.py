@@ -7,7 +7,6 @@ uint16, float32, ...): the 16-bit range of fluorescence data is never squeezed.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import warnings
 
@@ -17,16 +16,9 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.io import MemoryFile
 
 # Microscopy TIFFs carry no map coordinates; rasterio warns about that on every
-# file. Only that warning class is silenced, and only around our own calls.
-_QUIET = (NotGeoreferencedWarning,)
-
-
-@contextlib.contextmanager
-def _quiet():
-    with warnings.catch_warnings():
-        for category in _QUIET:
-            warnings.simplefilter("ignore", category)
-        yield
+# file. That warning class alone is silenced, process-wide: a catch_warnings()
+# block per read would not be thread-safe, and the converter reads in threads.
+warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
 
 
 def read(source: str | os.PathLike | bytes, name: str | None = None) -> np.ndarray:
@@ -39,14 +31,13 @@ def read(source: str | os.PathLike | bytes, name: str | None = None) -> np.ndarr
     is_bytes = isinstance(source, (bytes, bytearray, memoryview))
     name = name or ("<bytes>" if is_bytes else os.fspath(source))
     try:
-        with _quiet():
-            if is_bytes:
-                if not bytes(source[:4]) in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-                    raise ValueError(f"{name}: not a TIFF file")
-                with MemoryFile(bytes(source)) as memory, memory.open() as dataset:
-                    return _read_plane(dataset, name)
-            with rasterio.open(source) as dataset:
+        if is_bytes:
+            if bytes(source[:4]) not in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+                raise ValueError(f"{name}: not a TIFF file")
+            with MemoryFile(bytes(source)) as memory, memory.open() as dataset:
                 return _read_plane(dataset, name)
+        with rasterio.open(source) as dataset:
+            return _read_plane(dataset, name)
     except ValueError:
         raise
     except (RasterioError, OSError) as error:
@@ -77,7 +68,7 @@ def write(path: str | os.PathLike, array: np.ndarray) -> None:
         dtype=array.dtype.name,
         photometric="MINISBLACK",
     )
-    with _quiet(), rasterio.open(path, "w", **profile) as dataset:
+    with rasterio.open(path, "w", **profile) as dataset:
         dataset.write(array, 1)
 
 
@@ -93,7 +84,7 @@ def header(path: str | os.PathLike) -> tuple[int, int, str]:
     """(height, width, dtype name) of a TIFF, read from its header alone."""
     name = os.fspath(path)
     try:
-        with _quiet(), rasterio.open(path) as dataset:
+        with rasterio.open(path) as dataset:
             if dataset.driver != "GTiff":
                 raise ValueError(f"{name}: not a TIFF file (format {dataset.driver})")
             return dataset.height, dataset.width, dataset.dtypes[0]
