@@ -3,11 +3,18 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
-import pytest
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
-from cellseg import synthetic
+from cellseg import synthetic  # noqa: E402
+
+# Two logical CPU devices, so that MirroredStrategy runs with two replicas without
+# a GPU. This must happen before TensorFlow initialises its devices.
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2
+)
 
 
 @pytest.fixture(scope="session")
@@ -16,3 +23,13 @@ def fluo_dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("data") / "Fluo-N2DH-SYNTH"
     synthetic.write_dataset(root, synthetic.Config(kind="fluo", sequences=2, frames=4, height=96, width=96, seed=3))
     return root
+
+
+@pytest.fixture(scope="session")
+def fluo_records(fluo_dataset, tmp_path_factory):
+    """fluo_dataset converted to gzip shards, sequence 02 held out for validation."""
+    from beam_pipelines import ctc_to_tfrecord as convert
+
+    out = str(tmp_path_factory.mktemp("records") / "Fluo-N2DH-SYNTH")
+    convert.run([str(fluo_dataset)], convert.Output(out), convert.Settings(val_sequences=("02",)))
+    return out

@@ -1,0 +1,213 @@
+"""The tf.data input pipeline: from converted shards to fixed-shape batches.
+
+The host only reads, parses and crops; geometric augmentation happens on the
+accelerator, inside the training step (`cellseg.augment`). Batches are tuples
+`(image, mask, weights)`, each `[batch, patch, patch, 1]` float32:
+
+- `image`: the percentile-stretched frame, in [0, 1];
+- `mask`: 1 on cells, 0 on background (nearest-neighbour warps keep it binary);
+- `weights`: the U-Net weight map `w_c + border term`, with the class weights
+  `w_c` derived from the training split's mean foreground fraction in
+  `dataset.json`, so a mostly-background dataset does not collapse to an
+  all-background prediction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+
+import tensorflow as tf
+
+from cellseg import preprocess, schema
+
+
+@dataclasses.dataclass(frozen=True)
+class Records:
+    """A converted dataset: its folder, `dataset.json` and shard lists."""
+
+    directory: str
+    description: dict
+    train: tuple[str, ...]
+    val: tuple[str, ...]
+
+    @property
+    def compression(self) -> str:
+        return "GZIP" if self.description["shards"]["compression"] == "gzip" else ""
+
+    @property
+    def class_weights(self) -> tuple[float, float]:
+        """(background, foreground) weights from the training split's foreground fraction."""
+        return preprocess.balanced_class_weights(self.description["foreground_fraction"] or 0.5)
+
+
+def open_records(directory: str) -> Records:
+    """Read `dataset.json` and list the shards; ValueError with a clear message when unusable."""
+    path = os.path.join(directory, "dataset.json")
+    if not tf.io.gfile.exists(path):
+        raise ValueError(f"{directory}: no dataset.json; convert a dataset first (cellseg-convert)")
+    with tf.io.gfile.GFile(path) as handle:
+        description = json.load(handle)
+    schema.check_version(description.get("schema_version", -1), path)
+    suffix = "tfrecord.gz" if description["shards"]["compression"] == "gzip" else "tfrecord"
+    shards = {
+        split: tuple(sorted(tf.io.gfile.glob(os.path.join(directory, f"{split}-*.{suffix}"))))
+        for split in ("train", "val")
+    }
+    if not shards["train"]:
+        raise ValueError(f"{directory}: no train-*.{suffix} shards")
+    return Records(directory, description, shards["train"], shards["val"])
+
+
+def training_dataset(
+    records: Records,
+    patch_size: int,
+    batch_size: int,
+    seed: int | None = None,
+    shuffle_buffer: int = 256,
+    num_workers: int = 1,
+) -> tf.data.Dataset:
+    """Endless shuffled batches of random patches from the training shards.
+
+    Each frame gives about one patch per patch-sized area of the frame (at least
+    one), at random positions; frames smaller than a patch are reflect-padded.
+    A `seed` makes the stream deterministic (and slower); None favours throughput.
+    """
+    deterministic = seed is not None
+    files = tf.data.Dataset.from_tensor_slices(list(records.train))
+    files = files.shuffle(len(records.train), seed=seed, reshuffle_each_iteration=True).repeat()
+    frames = _read(files, records, len(records.train), deterministic)
+    seeds = tf.data.Dataset.random(seed=seed).map(lambda x: tf.cast(x % 2**31, tf.int32)).batch(2)
+    background, foreground = records.class_weights
+    patches = (
+        tf.data.Dataset.zip(frames, seeds)
+        .map(lambda frame, pair: _random_patches(frame, pair, patch_size, background, foreground),
+             num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        .unbatch()
+        .shuffle(shuffle_buffer, seed=seed)
+        .map(_split)
+    )
+    batches = patches.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    return batches.with_options(_options(len(records.train), num_workers, deterministic))
+
+
+def validation_dataset(records: Records, patch_size: int, batch_size: int, num_workers: int = 1) -> tf.data.Dataset:
+    """Every validation frame cut into patch-sized tiles that cover it, in a fixed order.
+
+    The same tiles every epoch, so validation metrics are comparable between epochs.
+    """
+    if not records.val:
+        raise ValueError(f"{records.directory}: no val-* shards; convert with --val_fraction or --val_sequences")
+    files = tf.data.Dataset.from_tensor_slices(list(records.val))
+    frames = _read(files, records, len(records.val), deterministic=True)
+    background, foreground = records.class_weights
+    tiles = frames.map(lambda frame: _tiles(frame, patch_size, background, foreground)).unbatch().map(_split)
+    batches = tiles.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return batches.with_options(_options(len(records.val), num_workers, deterministic=True))
+
+
+def _read(files: tf.data.Dataset, records: Records, count: int, deterministic: bool) -> tf.data.Dataset:
+    examples = files.interleave(
+        lambda path: tf.data.TFRecordDataset(path, compression_type=records.compression),
+        cycle_length=max(1, min(count, 8)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=deterministic,
+    )
+    return examples.map(schema.decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+
+
+def _targets(frame, background: float, foreground: float):
+    """(image, mask, weights) of a whole frame, as float32 [H, W, 1]."""
+    mask = tf.cast(frame["labels"] > 0, tf.float32)
+    # Stored weights are 1 + border term (class weights 1): swap in the dataset's w_c.
+    class_weight = background + (foreground - background) * mask
+    return frame["image"], mask, frame["weights"] - 1.0 + class_weight
+
+
+def _pad_to(tensors, size: int):
+    """Reflect-pad [H, W, C] tensors on the bottom and right up to `size` where smaller."""
+    height, width = tf.shape(tensors[0])[0], tf.shape(tensors[0])[1]
+    pad = [[0, tf.maximum(size - height, 0)], [0, tf.maximum(size - width, 0)], [0, 0]]
+    return [_reflect_pad(t, pad) for t in tensors]
+
+
+def _reflect_pad(tensor, pad):
+    # Mirror padding grows a frame by at most its own size per step; frames far
+    # smaller than a patch take several steps.
+    target = [tf.shape(tensor)[0] + pad[0][1], tf.shape(tensor)[1] + pad[1][1]]
+
+    def body(t):
+        height, width = tf.shape(t)[0], tf.shape(t)[1]
+        step = [[0, tf.minimum(target[0] - height, height)], [0, tf.minimum(target[1] - width, width)], [0, 0]]
+        return (tf.pad(t, step, mode="SYMMETRIC"),)
+
+    return tf.while_loop(
+        lambda t: tf.logical_or(tf.shape(t)[0] < target[0], tf.shape(t)[1] < target[1]),
+        body,
+        (tensor,),
+        shape_invariants=(tf.TensorShape([None, None, tensor.shape[-1]]),),
+    )[0]
+
+
+def _random_patches(frame, pair, patch_size: int, background: float, foreground: float):
+    """About one random patch per patch-sized area of the frame, as a [count, P, P, 3] stack."""
+    stacked = tf.concat(_pad_to(list(_targets(frame, background, foreground)), patch_size), axis=-1)
+    height, width = tf.shape(stacked)[0], tf.shape(stacked)[1]
+    count = tf.maximum(1, tf.cast(tf.round(height * width / patch_size**2), tf.int32))
+    offsets = tf.random.stateless_uniform([count, 2], pair, 0, 2**30, dtype=tf.int32)
+    rows = offsets[:, 0] % (height - patch_size + 1)
+    cols = offsets[:, 1] % (width - patch_size + 1)
+    return _crops(stacked, rows, cols, patch_size)
+
+
+def _crops(stacked, rows, cols, patch_size: int):
+    """Patches [n, P, P, 3] of `stacked` [H, W, 3] at top-left corners (rows[i], cols[i])."""
+    span = tf.range(patch_size)
+    strips = tf.gather(stacked, rows[:, None] + span[None, :])  # [n, P, W, 3]
+    return tf.gather(strips, cols[:, None] + span[None, :], axis=2, batch_dims=1)  # [n, P, P, 3]
+
+
+def _split(patches):
+    return patches[..., 0:1], patches[..., 1:2], patches[..., 2:3]
+
+
+def tile_starts(size, patch_size: int):
+    """Start offsets of the fewest patch-sized tiles covering `size` pixels, evenly spread, last at the end."""
+    count = tf.maximum(1, tf.cast(tf.math.ceil(size / patch_size), tf.int32))
+    span = tf.maximum(size - patch_size, 0)
+    steps = tf.cast(tf.range(count), tf.float64) * tf.cast(span, tf.float64) / tf.cast(tf.maximum(count - 1, 1), tf.float64)
+    return tf.cast(tf.round(steps), tf.int32)
+
+
+def _tiles(frame, patch_size: int, background: float, foreground: float):
+    """The fewest patch-sized tiles covering the frame, as a [count, P, P, 3] stack."""
+    stacked = tf.concat(_pad_to(list(_targets(frame, background, foreground)), patch_size), axis=-1)
+    rows = tile_starts(tf.shape(stacked)[0], patch_size)
+    cols = tile_starts(tf.shape(stacked)[1], patch_size)
+    grid = tf.reshape(tf.stack(tf.meshgrid(rows, cols, indexing="ij"), axis=-1), [-1, 2])
+    return _crops(stacked, grid[:, 0], grid[:, 1], patch_size)
+
+
+def _options(shards: int, num_workers: int, deterministic: bool) -> tf.data.Options:
+    """Shard by file when every worker gets files, else by element (few shards, many hosts)."""
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    policy = tf.data.experimental.AutoShardPolicy
+    options.experimental_distribute.auto_shard_policy = policy.FILE if shards >= num_workers else policy.DATA
+    return options
+
+
+def auto_shard_policy(shards: int, num_workers: int):
+    """The policy `_options` picks: FILE with a shard per worker or more, DATA otherwise."""
+    return _options(shards, num_workers, True).experimental_distribute.auto_shard_policy
+
+
+def patches_per_epoch(records: Records, patch_size: int) -> int:
+    """About how many patches one pass over the training frames yields (one per patch-sized area)."""
+    total = 0
+    for height, width in records.description["frame_sizes"]:
+        total += max(1, round(max(height, patch_size) * max(width, patch_size) / patch_size**2))
+    per_frame = total / max(len(records.description["frame_sizes"]), 1)
+    return int(math.ceil(per_frame * records.description["counts"]["train"]))
