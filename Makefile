@@ -16,7 +16,7 @@ DEMO_RECORDS ?= records/$(DEMO_NAME)
 help:
 	@echo "make demo   synthesise a CTC-layout dataset, summarise it, convert it to TFRecords (DEMO_KIND=fluo|phc)"
 	@echo "make test   run the test suite"
-	@echo "make bench  run the benchmarks (conversion throughput)"
+	@echo "make bench  run the benchmarks (conversion, input pipeline)"
 	@echo "make clean  remove generated data, records and runs (keeps .venv)"
 
 $(BIN)/python:
@@ -38,6 +38,7 @@ demo: $(INSTALLED)
 
 bench: $(INSTALLED)
 	$(BIN)/python benchmarks/convert.py
+	$(BIN)/python benchmarks/input_pipeline.py
 
 clean:
 	rm -rf data/demo runs

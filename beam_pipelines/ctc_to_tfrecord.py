@@ -69,7 +69,9 @@ class Output:
 
     directory: str
     num_shards: int = 0  # 0: one shard per bundle, no shuffle of the examples
-    compression: str = "gzip"
+    # Uncompressed by default: gzip stores 3.4x less but halves conversion speed and
+    # makes the input pipeline 1.8x slower on the host CPU that feeds the accelerators.
+    compression: str = "none"
 
     def __post_init__(self):
         if self.compression not in ("none", "gzip"):
@@ -485,7 +487,8 @@ def _define_flags():
     flags.DEFINE_list("val_sequences", None, "Validation sequences (e.g. 02 or Fluo-N2DH-GOWT1/02); "
                       "overrides --val_fraction.")
     flags.DEFINE_integer("num_shards", 0, "Shards per split; 0 lets the runner decide (no shuffle).", lower_bound=0)
-    flags.DEFINE_enum("compression", "gzip", ["none", "gzip"], "Compression of the shards.")
+    flags.DEFINE_enum("compression", "none", ["none", "gzip"],
+                      "Compression of the shards: gzip stores 3.4x less, reads 1.8x slower.")
     flags.DEFINE_bool("weight_map", True, "Store the U-Net border weight map with each frame.")
     flags.DEFINE_float("w0", preprocess.DEFAULT_W0, "Border weight w0 (U-Net paper: 10).", lower_bound=0.0)
     flags.DEFINE_float("sigma", preprocess.DEFAULT_SIGMA, "Border weight sigma in pixels (U-Net paper: 5).",

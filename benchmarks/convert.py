@@ -72,7 +72,7 @@ def main():
     args = parser.parse_args()
     root = dataset(args.frames, args.size)
     variants = []
-    for compression in ("gzip", "none"):
+    for compression in ("none", "gzip"):
         variants += [
             (compression, "plain Python loop, 1 process", lambda out, c=compression: plain_loop(root, out, c)),
             (compression, "Beam in_memory, 1 worker", lambda out, c=compression: beam_job(root, out, "in_memory", c)),

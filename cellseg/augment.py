@@ -68,9 +68,8 @@ def augment(image, labels, weights, seed, config: Config = Config()):
     seeds = split_seed(seed)
     rows, cols = sampling_grid(seeds, batch, height, width, config)
     if rows is not None:
-        image = sample(image, rows, cols, "bilinear")
-        weights = sample(weights, rows, cols, "bilinear")
-        labels = sample(labels, rows, cols, "nearest")
+        sampler = _Sampler(rows, cols, height, width)
+        image, weights, labels = sampler(image, "bilinear"), sampler(weights, "bilinear"), sampler(labels, "nearest")
     image = jitter_intensity(image, seeds, config)
     return image, labels, weights
 
@@ -178,18 +177,32 @@ def sample(values, rows, cols, method: str):
 
     `method` is "bilinear" or "nearest" (half-way points round up).
     """
-    _, height, width = _static_shape(values)
-    rows, cols = _reflect(rows, height), _reflect(cols, width)
-    if method == "nearest":
+    return _Sampler(rows, cols, *_static_shape(values)[1:])(values, method)
+
+
+class _Sampler:
+    """Flat indices and offsets of one sampling grid, computed once for all the tensors it warps."""
+
+    def __init__(self, rows, cols, height: int, width: int):
+        rows, cols = _reflect(rows, height), _reflect(cols, width)
+        top, left = tf.floor(rows), tf.floor(cols)
+        self.dy, self.dx = (rows - top)[..., None], (cols - left)[..., None]
+        top, left = tf.cast(top, tf.int32), tf.cast(left, tf.int32)
+        bottom, right = tf.minimum(top + 1, height - 1), tf.minimum(left + 1, width - 1)
+        self.corners = [r * width + c for r in (top, bottom) for c in (left, right)]
         # Reflected coordinates lie in [0, size - 1], so rounding stays inside.
-        return _gather(values, tf.floor(rows + 0.5), tf.floor(cols + 0.5))
-    top, left = tf.floor(rows), tf.floor(cols)
-    dy, dx = (rows - top)[..., None], (cols - left)[..., None]
-    bottom, right = tf.minimum(top + 1, height - 1), tf.minimum(left + 1, width - 1)
-    values_float = tf.cast(values, tf.float32)
-    upper = (1 - dx) * _gather(values_float, top, left) + dx * _gather(values_float, top, right)
-    lower = (1 - dx) * _gather(values_float, bottom, left) + dx * _gather(values_float, bottom, right)
-    return tf.cast((1 - dy) * upper + dy * lower, values.dtype)
+        self.nearest = tf.cast(tf.floor(rows + 0.5), tf.int32) * width + tf.cast(tf.floor(cols + 0.5), tf.int32)
+
+    def __call__(self, values, method: str):
+        batch, height, width = _static_shape(values)
+        flat = tf.reshape(values, [batch, height * width, values.shape[-1]])
+        if method == "nearest":
+            return tf.gather(flat, self.nearest, batch_dims=1)
+        flat = tf.cast(flat, tf.float32)
+        top_left, top_right, bottom_left, bottom_right = (tf.gather(flat, i, batch_dims=1) for i in self.corners)
+        upper = top_left + self.dx * (top_right - top_left)
+        lower = bottom_left + self.dx * (bottom_right - bottom_left)
+        return tf.cast(upper + self.dy * (lower - upper), values.dtype)
 
 
 def _reflect(coordinate, size: int):
@@ -199,13 +212,6 @@ def _reflect(coordinate, size: int):
     period = 2.0 * (size - 1)
     folded = tf.math.floormod(coordinate, period)
     return tf.where(folded > size - 1, period - folded, folded)
-
-
-def _gather(values, rows, cols):
-    batch, height, width = _static_shape(values)
-    index = tf.cast(rows, tf.int32) * width + tf.cast(cols, tf.int32)
-    flat = tf.reshape(values, [batch, height * width, values.shape[-1]])
-    return tf.gather(flat, index, batch_dims=1)
 
 
 def jitter_intensity(image, seeds, config: Config):
