@@ -10,11 +10,12 @@ DEMO_KIND ?= fluo
 DEMO_NAME := $(if $(filter phc,$(DEMO_KIND)),PhC-C2DL-SYNTH,Fluo-N2DH-SYNTH)
 DEMO_DATA ?= data/demo/$(DEMO_NAME)
 DEMO_RECORDS ?= records/$(DEMO_NAME)
+DEMO_RUN ?= runs/demo-$(DEMO_KIND)
 
 .PHONY: help test demo bench clean
 
 help:
-	@echo "make demo   synthesise a CTC-layout dataset, summarise it, convert it to TFRecords (DEMO_KIND=fluo|phc)"
+	@echo "make demo   synthesise a CTC-layout dataset, convert it to TFRecords, train a U-Net (DEMO_KIND=fluo|phc)"
 	@echo "make test   run the test suite"
 	@echo "make bench  run the benchmarks (conversion, input pipeline)"
 	@echo "make clean  remove generated data, records and runs (keeps .venv)"
@@ -35,6 +36,10 @@ demo: $(INSTALLED)
 		--sequences=2 --frames=12 --height=256 --width=256 --seed=0 --overwrite
 	@echo
 	$(BIN)/cellseg-convert --input_dir=$(DEMO_DATA) --output_dir=$(DEMO_RECORDS) --val_sequences=02 --overwrite
+	@echo
+	rm -rf $(DEMO_RUN)
+	$(BIN)/cellseg-train --records_dir=$(DEMO_RECORDS) --model_dir=$(DEMO_RUN) \
+		--epochs=4 --steps_per_epoch=20 --patch_size=128 --per_replica_batch_size=8 --learning_rate=1e-3
 
 bench: $(INSTALLED)
 	$(BIN)/python benchmarks/convert.py

@@ -102,7 +102,24 @@ def validation_dataset(records: Records, patch_size: int, batch_size: int, num_w
     background, foreground = records.class_weights
     tiles = frames.flat_map(lambda frame: _tiles(frame, patch_size, background, foreground))
     batches = tiles.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    # A known length lets Keras end each validation pass without a "ran out of data"
+    # warning. (With several workers each reads a shard of it, of another length.)
+    if num_workers == 1:
+        count = validation_tile_count(records, patch_size)
+        if count is None:
+            count = int(tiles.reduce(0, lambda n, _: n + 1))
+        batches = batches.apply(tf.data.experimental.assert_cardinality(math.ceil(count / batch_size)))
     return batches.with_options(_options(len(records.val), num_workers, deterministic=True))
+
+
+def validation_tile_count(records: Records, patch_size: int) -> int | None:
+    """Tiles in the validation split, known from dataset.json when every frame has one size."""
+    sizes = records.description["frame_sizes"]
+    if len(sizes) != 1:
+        return None
+    height, width = sizes[0]
+    per_frame = max(1, math.ceil(height / patch_size)) * max(1, math.ceil(width / patch_size))
+    return per_frame * records.description["counts"]["val"]
 
 
 def _read(files: tf.data.Dataset, records: Records, count: int, deterministic: bool) -> tf.data.Dataset:

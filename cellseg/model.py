@@ -1,0 +1,76 @@
+"""The U-Net (Ronneberger et al., 2015), built from the paper's blocks.
+
+`double_conv` (two 3x3 convolutions with batch norm and ReLU), `downscale`
+(2x2 max pooling, then double_conv), `upscale` (upsampling, concatenation with
+the contracting path's feature map, double_conv). The network outputs one
+channel of logits per class of the target, in float32 even under mixed precision.
+
+Spatial shapes are static (the patch or tile size): Keras 3's bilinear
+UpSampling2D fails on unknown heights and widths, and fixed shapes never retrace.
+The weights do not depend on the size, so a model trained on patches is rebuilt
+at any tile size to predict (`build_unet(...)` + `set_weights`).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+
+def double_conv(x, filters: int, dropout: float, momentum: float, name: str):
+    """(3x3 conv -> batch norm -> ReLU -> dropout) twice."""
+    for i in (1, 2):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal",
+                          name=f"{name}_conv{i}")(x)
+        x = layers.BatchNormalization(momentum=momentum, name=f"{name}_bn{i}")(x)
+        x = layers.Activation("relu", name=f"{name}_relu{i}")(x)
+        if dropout:
+            x = layers.Dropout(dropout, name=f"{name}_dropout{i}")(x)
+    return x
+
+
+def downscale(x, filters: int, dropout: float, momentum: float, name: str):
+    """2x2 max pooling, then double_conv with `filters` channels."""
+    x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
+    return double_conv(x, filters, dropout, momentum, name)
+
+
+def upscale(x, skip, filters: int, dropout: float, momentum: float, transposed: bool, name: str):
+    """Upsample by 2 (bilinear, or a learnt transposed conv), concatenate `skip`, double_conv."""
+    if transposed:
+        x = layers.Conv2DTranspose(filters, 2, strides=2, name=f"{name}_up")(x)
+    else:
+        x = layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_up")(x)
+    x = layers.Concatenate(name=f"{name}_concat")([skip, x])
+    return double_conv(x, filters, dropout, momentum, name)
+
+
+def build_unet(
+    size: int,
+    base_filters: int = 16,
+    depth: int = 4,
+    dropout: float = 0.0,
+    transposed: bool = False,
+    momentum: float = 0.9,
+    channels: int = 1,
+    outputs: int = 1,
+    name: str = "unet",
+) -> keras.Model:
+    """A U-Net for `size` x `size` inputs of `channels` channels, giving `outputs` logit maps.
+
+    `depth` downscale blocks, channels doubling from `base_filters` (the paper:
+    64 and 4). `size` must be a multiple of 2**depth. Batch-norm momentum 0.9
+    lets the moving statistics settle within a few hundred steps.
+    """
+    if size % 2**depth:
+        raise ValueError(f"size {size} must be a multiple of 2**depth = {2**depth}")
+    inputs = keras.Input((size, size, channels), name="image")
+    x = double_conv(inputs, base_filters, dropout, momentum, "input")
+    skips = [x]
+    for level in range(1, depth + 1):
+        x = downscale(x, base_filters * 2**level, dropout, momentum, f"down{level}")
+        skips.append(x)
+    for level in range(depth - 1, -1, -1):
+        x = upscale(x, skips[level], base_filters * 2**level, dropout, momentum, transposed, f"up{level + 1}")
+    logits = layers.Conv2D(outputs, 1, dtype="float32", name="logits")(x)
+    return keras.Model(inputs, logits, name=name)

@@ -1,0 +1,321 @@
+"""Training a U-Net on converted records under tf.distribute: the model, its step, its run folder.
+
+`train(config)` does the whole run: builds the strategy (the one place that
+knows about distribution), the input pipelines, the model and its callbacks,
+fits, then writes `metrics.json` and the SavedModel export. The training step
+augments each replica's batch on its own device (`cellseg.augment`) before the
+forward pass, with a stateless seed made of the run's seed, the replica and the
+step, so a run is reproducible and replicas see different deformations.
+
+Run folder (`model_dir`):
+
+    checkpoints/best.keras   the model of the best validation Dice
+    backup/                  BackupAndRestore state: a killed run resumes here
+    tensorboard/             scalars per epoch (train/, validation/) and images
+    log.csv                  one row of metrics per epoch
+    flags.txt                the command line's flags (written by cellseg-train)
+    metrics.json             best and final validation metrics (inference mode)
+    export/                  SavedModel for serving: image in [0, 1] -> cell probability
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import sys
+
+import keras
+import tensorflow as tf
+
+from cellseg import augment, data, losses, metrics, model
+
+STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    records_dir: str
+    model_dir: str
+    epochs: int = 50
+    steps_per_epoch: int = 0  # 0: one pass over the training frames' patches
+    per_replica_batch_size: int = 8
+    patch_size: int = 256
+    base_filters: int = 16
+    depth: int = 4
+    dropout: float = 0.0
+    transposed: bool = False
+    batch_norm_momentum: float = 0.9
+    learning_rate: float = 1e-4
+    loss: str = "bce_tversky"
+    tversky_alpha: float = 0.3
+    tversky_beta: float = 0.7
+    bce_weight: float = 1.0
+    overlap_weight: float = 1.0
+    augmentation: augment.Config = augment.Config()
+    seed: int = 0
+    strategy: str = "auto"
+    cpu_replicas: int = 0
+    mixed_precision: bool = False
+    jit_compile: bool = False
+    early_stopping_patience: int = 30
+    reduce_lr_patience: int = 10
+    validation_images: int = 3
+    profile_batch: int = 0
+    shuffle_buffer: int = 256
+
+    def __post_init__(self):
+        if self.patch_size < 2**self.depth or self.patch_size % 2**self.depth:
+            raise ValueError(f"--patch_size={self.patch_size} must be a multiple of 2**depth = {2**self.depth}")
+        if self.per_replica_batch_size < 1:
+            raise ValueError(f"--per_replica_batch_size must be positive, got {self.per_replica_batch_size}")
+        if self.epochs < 1:
+            raise ValueError(f"--epochs must be positive, got {self.epochs}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown --strategy={self.strategy}; expected one of {', '.join(STRATEGIES)}")
+        if self.loss not in losses.KINDS:
+            raise ValueError(f"unknown --loss={self.loss}; expected one of {', '.join(losses.KINDS)}")
+
+
+# --- distribution ------------------------------------------------------------------
+
+
+def make_strategy(name: str, cpu_replicas: int = 0) -> tf.distribute.Strategy:
+    """The tf.distribute strategy; the only place that chooses devices.
+
+    auto: MirroredStrategy over all local GPUs, one device otherwise (or over
+    `cpu_replicas` logical CPU devices when given); mirrored: MirroredStrategy;
+    multi_worker: MultiWorkerMirroredStrategy from TF_CONFIG; one_device: the
+    first GPU, else the CPU.
+    """
+    if cpu_replicas:
+        split_cpu(cpu_replicas)
+    gpus = tf.config.list_logical_devices("GPU")
+    cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "one_device":
+        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else cpus[0])
+    if gpus:
+        return tf.distribute.MirroredStrategy([d.name for d in gpus])
+    if name == "mirrored" or cpu_replicas > 1:
+        return tf.distribute.MirroredStrategy(cpus[: max(cpu_replicas, 1)])
+    return tf.distribute.OneDeviceStrategy(cpus[0])
+
+
+def split_cpu(replicas: int) -> None:
+    """Split the CPU into `replicas` logical devices (before TensorFlow starts its runtime)."""
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    current = tf.config.get_logical_device_configuration(cpu)
+    if current is not None and len(current) >= replicas:
+        return
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
+    except RuntimeError as error:
+        raise RuntimeError(f"cannot split the CPU into {replicas} devices once TensorFlow has started: {error}")
+
+
+def worker_count() -> int:
+    """Hosts in this run: the workers (and chief) of TF_CONFIG, else 1."""
+    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    return max(1, len(cluster.get("worker", [])) + len(cluster.get("chief", [])))
+
+
+def is_chief() -> bool:
+    """Whether this process writes the run folder's shared artefacts."""
+    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
+    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    if not task:
+        return True
+    if "chief" in cluster:
+        return task.get("type") == "chief"
+    return task.get("type") == "worker" and task.get("index", 0) == 0
+
+
+# --- the model and its step ---------------------------------------------------------
+
+
+@keras.saving.register_keras_serializable(package="cellseg")
+class Segmenter(keras.Model):
+    """A U-Net whose training step augments each replica's batch on its device.
+
+    Batches are (image, mask, weights); the targets reach the loss and the
+    metrics packed as (mask, weights) channels.
+    """
+
+    def __init__(self, patch_size: int, base_filters: int = 16, depth: int = 4, dropout: float = 0.0,
+                 transposed: bool = False, momentum: float = 0.9, augmentation: dict | None = None,
+                 seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.architecture = dict(size=patch_size, base_filters=base_filters, depth=depth, dropout=dropout,
+                                 transposed=transposed, momentum=momentum)
+        self.unet = model.build_unet(**self.architecture)
+        self.augmentation = augment.Config(**(augmentation or {}))
+        self.seed = seed
+
+    def call(self, images, training=False):
+        return self.unet(images, training=training)
+
+    def train_step(self, batch):
+        images, masks, weights = batch
+        images, masks, weights = augment.augment(images, masks, weights, self._step_seed(), self.augmentation)
+        return super().train_step((images, losses.pack_targets(masks, weights)))
+
+    def test_step(self, batch):
+        images, masks, weights = batch
+        return super().test_step((images, losses.pack_targets(masks, weights)))
+
+    def _step_seed(self):
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        return tf.stack([tf.cast(self.seed, tf.int64) * 1_000_003 + tf.cast(replica, tf.int64),
+                         tf.cast(self.optimizer.iterations, tf.int64)])
+
+    def get_config(self):
+        architecture = dict(self.architecture)
+        return {**super().get_config(), "patch_size": architecture.pop("size"), **architecture,
+                "augmentation": dataclasses.asdict(self.augmentation), "seed": self.seed}
+
+
+def probability_model(segmenter: Segmenter, size: int | None = None) -> keras.Model:
+    """The U-Net with a sigmoid on top, optionally rebuilt for `size` x `size` inputs."""
+    unet = segmenter.unet
+    if size is not None and size != unet.input.shape[1]:
+        unet = model.build_unet(**{**segmenter.architecture, "size": size})
+        unet.set_weights(segmenter.unet.get_weights())
+    probabilities = keras.layers.Activation("sigmoid", dtype="float32", name="probability")(unet.output)
+    return keras.Model(unet.input, probabilities, name="cellseg_probability")
+
+
+# --- callbacks --------------------------------------------------------------------------
+
+
+class ValidationImages(keras.callbacks.Callback):
+    """Each epoch, a few validation tiles in TensorBoard: image | target | predicted mask."""
+
+    def __init__(self, log_dir: str, batch, count: int):
+        super().__init__()
+        self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "images"))
+        self.images, self.masks = batch[0][:count], batch[1][:count]
+
+    def on_epoch_end(self, epoch, logs=None):
+        probabilities = tf.sigmoid(self.model(self.images, training=False))
+        predicted = tf.cast(probabilities > 0.5, tf.float32)
+        panels = tf.concat([self.images, self.masks, predicted], axis=2)  # side by side
+        with self.writer.as_default():
+            tf.summary.image("validation: image | target | prediction", panels, step=epoch,
+                             max_outputs=len(self.images))
+        self.writer.flush()
+
+
+def callbacks_for(config: Config, validation_batch, chief: bool) -> list[keras.callbacks.Callback]:
+    model_dir = config.model_dir if chief else os.path.join(config.model_dir, "workers", _task_name())
+    board = os.path.join(model_dir, "tensorboard")
+    callbacks = [
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.BackupAndRestore(os.path.join(model_dir, "backup"), delete_checkpoint=False),
+        keras.callbacks.ModelCheckpoint(os.path.join(model_dir, "checkpoints", "best.keras"),
+                                        monitor="val_dice", mode="max", save_best_only=True),
+        keras.callbacks.EarlyStopping(monitor="val_dice", mode="max", patience=config.early_stopping_patience),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=config.reduce_lr_patience,
+                                          min_lr=config.learning_rate / 100),
+        keras.callbacks.CSVLogger(os.path.join(model_dir, "log.csv"), append=True),
+        keras.callbacks.TensorBoard(board, profile_batch=config.profile_batch or 0),
+    ]
+    if config.validation_images and chief:
+        callbacks.append(ValidationImages(board, validation_batch, config.validation_images))
+    return callbacks
+
+
+def _task_name() -> str:
+    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
+    return f"{task.get('type', 'worker')}-{task.get('index', 0)}"
+
+
+# --- the run ---------------------------------------------------------------------------
+
+
+def check_patch_size(records: data.Records, patch_size: int) -> None:
+    largest = max((max(size) for size in records.description["frame_sizes"]), default=0)
+    if patch_size > largest:
+        raise ValueError(f"--patch_size={patch_size} is larger than every frame (largest side {largest} px)")
+
+
+def train(config: Config, extra_callbacks=(), log=print) -> dict:
+    """Run the training of `config`; returns the content of metrics.json."""
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    strategy = make_strategy(config.strategy, config.cpu_replicas)
+    records = data.open_records(config.records_dir)
+    check_patch_size(records, config.patch_size)
+    replicas = strategy.num_replicas_in_sync
+    global_batch = config.per_replica_batch_size * replicas
+    steps = config.steps_per_epoch or max(1, data.patches_per_epoch(records, config.patch_size) // global_batch)
+    log(f"{replicas} replica(s) ({type(strategy).__name__}); global batch {global_batch} = "
+        f"{config.per_replica_batch_size} per replica x {replicas}; {steps} steps per epoch")
+    background, foreground = records.class_weights
+    log(f"class weights: background {background:.3f}, cells {foreground:.3f} "
+        f"(training foreground fraction {records.description['foreground_fraction']:.1%})")
+
+    workers = worker_count()
+    train_set = data.training_dataset(records, config.patch_size, global_batch, seed=config.seed,
+                                      shuffle_buffer=config.shuffle_buffer, num_workers=workers)
+    val_set = data.validation_dataset(records, config.patch_size, global_batch, num_workers=workers)
+    validation_batch = next(iter(val_set))
+    chief = is_chief()
+    keras.utils.set_random_seed(config.seed)
+    with strategy.scope():
+        segmenter = Segmenter(config.patch_size, config.base_filters, config.depth, config.dropout,
+                              config.transposed, config.batch_norm_momentum,
+                              dataclasses.asdict(config.augmentation), config.seed)
+        segmenter.compile(
+            optimizer=keras.optimizers.Adam(config.learning_rate),
+            loss=losses.SegmentationLoss(config.loss, config.tversky_alpha, config.tversky_beta,
+                                         config.bce_weight, config.overlap_weight),
+            metrics=metrics.pixel_metrics(),
+            jit_compile=config.jit_compile,
+        )
+    # Keras distributes the datasets over the replicas itself (each batch is global).
+    history = segmenter.fit(
+        train_set,
+        validation_data=val_set,
+        epochs=config.epochs,
+        steps_per_epoch=steps,
+        callbacks=[*callbacks_for(config, validation_batch, chief), *extra_callbacks],
+        verbose=1 if sys.stdout.isatty() else 2,
+    )
+    if not chief:
+        return {}
+    return finish(config, records)
+
+
+def read_log(model_dir: str) -> list[dict]:
+    """The rows of log.csv (every epoch, across resumed runs), values as floats."""
+    path = os.path.join(model_dir, "log.csv")
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as handle:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]
+
+
+def finish(config: Config, records: data.Records) -> dict:
+    """Evaluate the best checkpoint in inference mode, write metrics.json and the export."""
+    best_path = os.path.join(config.model_dir, "checkpoints", "best.keras")
+    best = keras.models.load_model(best_path)
+    val_set = data.validation_dataset(records, config.patch_size, config.per_replica_batch_size)
+    evaluated = best.evaluate(val_set, return_dict=True, verbose=0)
+    epochs = read_log(config.model_dir)
+    best_row = max(epochs, key=lambda row: row.get("val_dice", -1.0)) if epochs else {}
+    result = {
+        "best_checkpoint": best_path,
+        "best_epoch": int(best_row["epoch"]) + 1 if best_row else None,
+        "validation": {k: float(v) for k, v in evaluated.items()},
+        "final_epoch": epochs[-1] if epochs else {},
+        "epochs_run": len(epochs),
+        "class_weights": list(records.class_weights),
+        "records_dir": config.records_dir,
+    }
+    with open(os.path.join(config.model_dir, "metrics.json"), "w") as handle:
+        json.dump(result, handle, indent=2)
+    probability_model(best).export(os.path.join(config.model_dir, "export"), verbose=False)
+    return result

@@ -1,0 +1,167 @@
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing import event_accumulator
+
+from cellseg import augment, data, training
+
+TINY = dict(patch_size=32, base_filters=4, depth=2, per_replica_batch_size=4, steps_per_epoch=4,
+            learning_rate=1e-2, validation_images=2, seed=1)
+
+
+def config(records, model_dir, **overrides):
+    return training.Config(records_dir=records, model_dir=str(model_dir), **{**TINY, **overrides})
+
+
+@pytest.fixture(scope="module")
+def run(fluo_records, tmp_path_factory):
+    """A tiny 3-epoch run under MirroredStrategy on two logical CPU devices."""
+    model_dir = tmp_path_factory.mktemp("run")
+    cfg = config(fluo_records, model_dir, epochs=3, cpu_replicas=2, strategy="mirrored")
+    replicas = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            replicas.append(self.model.distribute_strategy.num_replicas_in_sync)
+
+    return cfg, training.train(cfg, extra_callbacks=[Spy()], log=lambda *_: None), replicas
+
+
+def test_two_replicas_train_and_the_loss_falls(run):
+    cfg, result, replicas = run
+    assert replicas == [2]
+    epochs = training.read_log(cfg.model_dir)
+    assert [int(row["epoch"]) for row in epochs] == [0, 1, 2]
+    assert epochs[-1]["loss"] < epochs[0]["loss"]
+    assert result["epochs_run"] == 3 and 0.0 <= result["validation"]["dice"] <= 1.0
+    metrics_json = json.load(open(os.path.join(cfg.model_dir, "metrics.json")))
+    assert metrics_json["validation"] == result["validation"]
+    assert metrics_json["best_epoch"] == 1 + int(max(epochs, key=lambda r: r["val_dice"])["epoch"])
+
+
+def test_checkpoint_and_export_predict_the_same(run, fluo_records):
+    cfg, _, _ = run
+    best = keras.models.load_model(os.path.join(cfg.model_dir, "checkpoints", "best.keras"))
+    assert isinstance(best, training.Segmenter)
+    images = next(iter(data.validation_dataset(data.open_records(fluo_records), 32, 4)))[0]
+    from_checkpoint = tf.sigmoid(best(images, training=False)).numpy()
+    exported = tf.saved_model.load(os.path.join(cfg.model_dir, "export"))
+    np.testing.assert_allclose(exported.serve(images).numpy(), from_checkpoint, atol=1e-5)
+    again = keras.models.load_model(os.path.join(cfg.model_dir, "checkpoints", "best.keras"))
+    np.testing.assert_array_equal(tf.sigmoid(again(images, training=False)).numpy(), from_checkpoint)
+
+
+def test_tensorboard_holds_scalars_and_validation_images(run):
+    cfg, _, _ = run
+    board = os.path.join(cfg.model_dir, "tensorboard")
+    tags = {}
+    for run_name in ("train", "validation", "images"):
+        accumulator = event_accumulator.EventAccumulator(os.path.join(board, run_name), size_guidance={"tensors": 0})
+        accumulator.Reload()
+        tags[run_name] = set(accumulator.Tags()["tensors"])
+    assert {"epoch_loss", "epoch_dice", "epoch_learning_rate"} <= tags["train"]
+    assert {"epoch_loss", "epoch_dice"} <= tags["validation"]
+    image_tag = "validation: image | target | prediction"
+    assert image_tag in tags["images"]
+    accumulator = event_accumulator.EventAccumulator(os.path.join(board, "images"), size_guidance={"tensors": 0})
+    accumulator.Reload()
+    events = accumulator.Tensors(image_tag)
+    assert [e.step for e in events] == [0, 1, 2]
+    encoded = tf.make_ndarray(events[-1].tensor_proto)  # width, height, then PNG-encoded images
+    width, height = int(encoded[0]), int(encoded[1])
+    assert (width, height) == (3 * 32, 32) and len(encoded) == 2 + 2
+
+
+def test_a_killed_run_resumes_at_its_next_epoch_with_the_same_step_count(fluo_records, tmp_path):
+    class Killed(Exception):
+        pass
+
+    class KillAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise Killed()
+
+    cfg = config(fluo_records, tmp_path / "resume", epochs=2, validation_images=0)
+    with pytest.raises(Killed):
+        training.train(cfg, extra_callbacks=[KillAfterFirstEpoch()], log=lambda *_: None)
+    seen = {}
+
+    class Watch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            seen.setdefault("first_epoch", epoch)
+            seen.setdefault("iterations", int(self.model.optimizer.iterations.numpy()))
+
+        def on_train_end(self, logs=None):
+            seen["final_iterations"] = int(self.model.optimizer.iterations.numpy())
+
+    training.train(cfg, extra_callbacks=[Watch()], log=lambda *_: None)
+    assert seen == {"first_epoch": 1, "iterations": 4, "final_iterations": 8}
+    assert [int(row["epoch"]) for row in training.read_log(cfg.model_dir)] == [0, 1]
+
+
+def test_step_seeds_differ_by_replica_and_step():
+    segmenter = training.Segmenter(32, 4, 2, augmentation=dataclasses_asdict(augment.Config()), seed=3)
+    segmenter.compile(optimizer=keras.optimizers.Adam())
+    first = segmenter._step_seed().numpy()
+    segmenter.optimizer.iterations.assign(5)
+    assert first.tolist() == [3 * 1_000_003, 0]
+    assert segmenter._step_seed().numpy().tolist() == [3 * 1_000_003, 5]
+
+
+def dataclasses_asdict(value):
+    import dataclasses
+
+    return dataclasses.asdict(value)
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "cellseg.train", *args], capture_output=True, text=True)
+
+
+def test_flags_txt_reruns_the_run(fluo_records, tmp_path):
+    first = cli(f"--records_dir={fluo_records}", f"--model_dir={tmp_path / 'a'}", "--epochs=1", "--steps_per_epoch=2",
+                "--patch_size=32", "--base_filters=4", "--depth=2", "--per_replica_batch_size=2",
+                "--validation_images=0")
+    assert first.returncode == 0, first.stderr[-2000:]
+    flagfile = tmp_path / "a" / "flags.txt"
+    assert "--patch_size=32" in flagfile.read_text() and "--records_dir=" in flagfile.read_text()
+    again = cli(f"--flagfile={flagfile}", f"--model_dir={tmp_path / 'b'}")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert (tmp_path / "b" / "flags.txt").read_text().replace("/b\n", "/a\n") == flagfile.read_text()
+    assert json.load(open(tmp_path / "b" / "metrics.json"))["epochs_run"] == 1
+
+
+def bad_records(fluo_records, tmp_path, change):
+    copy = tmp_path / "records"
+    shutil.copytree(fluo_records, copy)
+    change(copy)
+    return copy
+
+
+def set_version(directory):
+    description = json.loads((directory / "dataset.json").read_text())
+    description["schema_version"] = 7
+    (directory / "dataset.json").write_text(json.dumps(description))
+
+
+@pytest.mark.parametrize("case, make, extra, message", [
+    ("no dataset.json", lambda d: os.remove(d / "dataset.json"), [], "no dataset.json"),
+    ("no shards", lambda d: [os.remove(p) for p in d.glob("train-*")], [], "no train-"),
+    ("unknown schema", set_version, [], "schema version 7"),
+    ("patch larger than frames", None, ["--patch_size=256"], "larger than every frame"),
+    ("patch not a multiple", None, ["--patch_size=40"], "multiple of 2**depth = 16"),
+    ("batch size", None, ["--per_replica_batch_size=0"], "per_replica_batch_size"),
+    ("strategy", None, ["--strategy=tpu"], "strategy"),
+])
+def test_bad_input_exits_non_zero_with_one_clear_line(fluo_records, tmp_path, case, make, extra, message):
+    records = bad_records(fluo_records, tmp_path, make) if make else fluo_records
+    result = cli(f"--records_dir={records}", f"--model_dir={tmp_path / 'run'}", *extra)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
