@@ -17,7 +17,7 @@ DEMO_RUN ?= runs/demo-$(DEMO_KIND)
 help:
 	@echo "make demo   synthesise a CTC-layout dataset, convert it to TFRecords, train a U-Net (DEMO_KIND=fluo|phc)"
 	@echo "make test   run the test suite"
-	@echo "make bench  run the benchmarks (conversion, input pipeline)"
+	@echo "make bench  run the benchmarks (conversion, input pipeline, training step)"
 	@echo "make clean  remove generated data, records and runs (keeps .venv)"
 
 $(BIN)/python:
@@ -44,6 +44,7 @@ demo: $(INSTALLED)
 bench: $(INSTALLED)
 	$(BIN)/python benchmarks/convert.py
 	$(BIN)/python benchmarks/input_pipeline.py
+	$(BIN)/python benchmarks/training.py
 
 clean:
 	rm -rf data/demo runs

@@ -10,7 +10,6 @@ started again on the same --model_dir resumes after its last finished epoch.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -110,7 +109,6 @@ def main(argv):
             print(f"  {name:<16} {value:.4f}")
         print(f"\nrun folder: {config.model_dir} (metrics.json, checkpoints/best.keras, export/)")
         print(f"TensorBoard: tensorboard --logdir {os.path.join(config.model_dir, 'tensorboard')}")
-        print(json.dumps({"val_dice": result["validation"].get("dice")}))
 
 
 def run():

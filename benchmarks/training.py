@@ -1,0 +1,94 @@
+"""Training throughput of the U-Net step (augmentation, forward, backward, update), images/s.
+
+    python benchmarks/training.py [--steps=3] [--mixed_precision]
+
+Base 16 and 64 filters at 256 x 256 and 512 x 512, with and without XLA
+(`--jit_compile`), on the default device of this machine (all local GPUs under
+MirroredStrategy when there are any). The batch is held in memory so that the
+model's step is measured, not the input pipeline (see input_pipeline.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from cellseg import augment, losses, metrics, training  # noqa: E402
+
+SCRATCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scratch")
+
+
+class StepTimes(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.times = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.times.append(time.perf_counter())
+
+
+def throughput(strategy, base: int, size: int, batch: int, steps: int, jit: bool) -> float:
+    rng = np.random.default_rng(0)
+    images = rng.random((batch, size, size, 1)).astype(np.float32)
+    masks = (images > 0.7).astype(np.float32)
+    dataset = tf.data.Dataset.from_tensors((images, masks, np.ones_like(images))).repeat()
+    with strategy.scope():
+        augmentation = augment.Config(rotation=10, scale=0.1, gamma=0.2, contrast=0.1, brightness=0.05, noise=0.02)
+        segmenter = training.Segmenter(size, base, 4, augmentation=dataclasses.asdict(augmentation))
+        segmenter.compile(optimizer=keras.optimizers.Adam(1e-4), loss=losses.SegmentationLoss(),
+                          metrics=metrics.pixel_metrics(), jit_compile=jit)
+    timer = StepTimes()
+    segmenter.fit(dataset, epochs=1, steps_per_epoch=steps + 1, callbacks=[timer], verbose=0)
+    measured = np.diff(timer.times)  # the first step includes tracing and compilation
+    return batch / float(np.median(measured))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=0, help="measured steps (default: 5 on GPUs, 1 on the CPU)")
+    parser.add_argument("--mixed_precision", action="store_true")
+    parser.add_argument("--output_json", default=os.path.join(SCRATCH, "training.json"))
+    args = parser.parse_args()
+    if args.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    strategy = training.make_strategy("auto")
+    gpus = tf.config.list_logical_devices("GPU")
+    device = f"{len(gpus)} GPU(s)" if gpus else f"CPU, {os.cpu_count()} cores"
+    on_gpu = bool(gpus)
+    rows = []
+    for base in (16, 64):
+        for size in (256, 512):
+            # Small CPU batches and a single measured step keep the whole bench within minutes.
+            batch = (16 if size == 256 else 4) if on_gpu else (2 if size == 256 else 1)
+            batch *= strategy.num_replicas_in_sync
+            steps = args.steps or (5 if on_gpu else 1)
+            for jit in (False, True):
+                rate = throughput(strategy, base, size, batch, steps, jit)
+                rows.append({"base_filters": base, "size": size, "batch": batch, "jit_compile": jit,
+                             "mixed_precision": args.mixed_precision, "images_per_s": round(rate, 2)})
+                print(f"base {base}, {size} x {size}, batch {batch}, jit {jit}: {rate:.2f} images/s", file=sys.stderr)
+    machine = f"{platform.node()} ({device}, {platform.machine()})"
+    print(f"\ntraining step throughput on {machine}{', mixed precision' if args.mixed_precision else ''}\n")
+    print("| base filters | patch | batch | XLA | images/s |")
+    print("| ---: | ---: | ---: | --- | ---: |")
+    for row in rows:
+        print(f"| {row['base_filters']} | {row['size']} | {row['batch']} | {'on' if row['jit_compile'] else 'off'} "
+              f"| {row['images_per_s']:.2f} |")
+    os.makedirs(SCRATCH, exist_ok=True)
+    with open(args.output_json, "w") as handle:
+        json.dump({"machine": machine, "rows": rows}, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
