@@ -15,7 +15,7 @@ DEMO_RUN ?= runs/demo-$(DEMO_KIND)
 .PHONY: help test demo bench clean
 
 help:
-	@echo "make demo   synthesise a CTC-layout dataset, convert it to TFRecords, train a U-Net (DEMO_KIND=fluo|phc)"
+	@echo "make demo   synthesise a CTC dataset, convert, train, predict the held-out sequence, evaluate (DEMO_KIND=fluo|phc)"
 	@echo "make test   run the test suite"
 	@echo "make bench  run the benchmarks (conversion, input pipeline, training step)"
 	@echo "make clean  remove generated data, records and runs (keeps .venv)"
@@ -40,6 +40,15 @@ demo: $(INSTALLED)
 	rm -rf $(DEMO_RUN)
 	$(BIN)/cellseg-train --records_dir=$(DEMO_RECORDS) --model_dir=$(DEMO_RUN) \
 		--epochs=4 --steps_per_epoch=20 --patch_size=128 --per_replica_batch_size=8 --learning_rate=1e-3
+	@echo
+	$(BIN)/cellseg-predict --model=$(DEMO_RUN)/checkpoints/best.keras --input=$(DEMO_DATA)/02 \
+		--output_dir=$(DEMO_RUN)/predictions --overlays
+	@echo
+	$(BIN)/cellseg-evaluate --pred=$(DEMO_RUN)/predictions/02_RES --gt=$(DEMO_DATA)/02_GT/SEG --baseline=otsu \
+		--output_json=$(DEMO_RUN)/evaluation.json
+	@echo
+	@echo "held-out sequence 02 segmented: $(DEMO_RUN)/predictions/02_RES (labels), cells.csv, overlays/"
+	@echo "TensorBoard: $(BIN)/tensorboard --logdir $(DEMO_RUN)/tensorboard"
 
 bench: $(INSTALLED)
 	$(BIN)/python benchmarks/convert.py

@@ -5,13 +5,15 @@ number of strides), cut into fixed-size tiles that overlap by `overlap` pixels,
 predicted in batches, and each tile's central `tile - overlap` square is kept.
 When half the overlap covers the network's receptive field, the result equals
 a prediction of the whole mirrored frame at once, without seams, while the
-model keeps one fixed input shape. The command line (`cellseg-predict`) comes
-with the instance and result-writing stage.
+model keeps one fixed input shape. `cellseg-predict` segments a CTC sequence folder, a TIFF or a glob and writes
+CTC results (`NN_RES/maskTTT.tif`), `cells.csv` and, on request, overlays.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -54,3 +56,222 @@ def predict_probabilities(
         for (y, x), probability in zip(chunk, probabilities):
             result[y : y + stride, x : x + stride] = probability[margin : margin + stride, margin : margin + stride]
     return result[:height, :width]
+
+
+# --- models, frames and what is written per frame --------------------------------------
+
+
+def load_predictor(path: str, tile: int):
+    """A function tiles [n, tile, tile, 1] -> probabilities, from a `best.keras` or an `export/` folder.
+
+    Raises ValueError naming `path` when it is not a cellseg model.
+    """
+    import keras
+    import tensorflow as tf
+
+    from cellseg import training  # registers the cellseg classes with Keras
+
+    if os.path.isdir(path):
+        try:
+            exported = tf.saved_model.load(path)
+            serve = exported.serve
+        except Exception as error:  # SavedModel loading raises many kinds
+            raise ValueError(f"{path}: not a cellseg export ({_first_line(error)})") from error
+        size = serve.input_signature[0].shape[1] if getattr(serve, "input_signature", None) else None
+        if size is not None and size != tile:
+            raise ValueError(f"{path}: an export predicts {size} x {size} tiles; pass --tile_size={size}")
+        # The loaded object owns the variables: the closure keeps it alive.
+        return lambda tiles, _owner=exported: serve(tf.constant(tiles)).numpy()
+    try:
+        model = keras.models.load_model(path, compile=False)  # prediction needs no optimizer
+    except Exception as error:
+        raise ValueError(f"{path}: not a cellseg model ({_first_line(error)})") from error
+    if not isinstance(model, training.Segmenter):
+        raise ValueError(f"{path}: a Keras model, but not a cellseg model (found {type(model).__name__})")
+    depth = model.architecture["depth"]
+    if tile % 2**depth:
+        raise ValueError(f"--tile_size={tile} must be a multiple of {2**depth} for this model")
+    probabilities = training.probability_model(model, tile)
+    return lambda tiles: probabilities.predict_on_batch(tiles)
+
+
+def segment(raw: np.ndarray, predictor, tile: int, overlap: int, settings, percentiles=(2.0, 98.0)):
+    """(probabilities, labels) of a raw frame: the converter's stretch, tiles, instances."""
+    from cellseg import instances, preprocess, schema
+
+    image, _ = preprocess.percentile_stretch(raw, *percentiles)
+    image = schema.dequantize(schema.quantize(image))  # exactly what training read from the records
+    probabilities = predict_probabilities(predictor, image, tile, overlap)
+    return probabilities, instances.labels_from_probabilities(probabilities, settings)
+
+
+CELL_COLUMNS = ("frame", "label", "area", "centroid_x", "centroid_y", "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1",
+                "perimeter", "major_axis", "minor_axis", "eccentricity", "solidity", "mean_intensity")
+
+
+def measure_cells(frame: str, labels: np.ndarray, raw: np.ndarray) -> list[dict]:
+    """One row per cell: area (px), centroid, bounding box (x0, y0 inclusive; x1, y1 exclusive), shape, intensity."""
+    from skimage import measure
+
+    rows = []
+    for region in measure.regionprops(labels.astype(np.int32), intensity_image=np.asarray(raw, np.float64)):
+        y0, x0, y1, x1 = region.bbox
+        rows.append({
+            "frame": frame, "label": region.label, "area": int(region.area),
+            "centroid_x": float(region.centroid[1]), "centroid_y": float(region.centroid[0]),
+            "bbox_x0": x0, "bbox_y0": y0, "bbox_x1": x1, "bbox_y1": y1,
+            "perimeter": float(region.perimeter), "major_axis": float(region.axis_major_length),
+            "minor_axis": float(region.axis_minor_length), "eccentricity": float(region.eccentricity),
+            "solidity": float(region.solidity), "mean_intensity": float(region.intensity_mean),
+        })
+    return rows
+
+
+def overlay(raw: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """An RGB uint8 picture of the frame with every cell's contour in yellow."""
+    from skimage import segmentation
+
+    from cellseg import preprocess
+
+    grey = (preprocess.percentile_stretch(raw, 0.5, 99.5)[0] * 255).astype(np.uint8)
+    picture = np.repeat(grey[..., None], 3, axis=-1)
+    picture[segmentation.find_boundaries(labels, mode="inner")] = (255, 220, 0)
+    return picture
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+_FRAME = re.compile(r"^t(\d{3,})\.tiff?$")
+
+
+def list_frames(source: str) -> list[tuple[str, str]]:
+    """(name, path) of the frames to segment: a CTC sequence folder's t*.tif, a TIFF, or a glob."""
+    import glob
+
+    if os.path.isdir(source):
+        paths = sorted(p for p in glob.glob(os.path.join(source, "t*.tif*")) if _FRAME.match(os.path.basename(p)))
+        if not paths:
+            raise ValueError(f"{source}: no frames t000.tif ... in this folder (expected a CTC sequence folder)")
+    elif any(c in source for c in "*?["):
+        paths = sorted(glob.glob(source))
+        if not paths:
+            raise ValueError(f"{source}: no file matches")
+    elif os.path.isfile(source):
+        paths = [source]
+    else:
+        raise ValueError(f"{source}: no such file or folder")
+    return [(os.path.splitext(os.path.basename(p))[0], p) for p in paths]
+
+
+
+
+def result_path(source: str, output_dir: str, name: str) -> str:
+    """Where a frame's labels go: NN_RES/maskTTT.tif for a CTC sequence folder NN, labels/<name>.tif otherwise."""
+    sequence = os.path.basename(os.path.normpath(source))
+    match = _FRAME.match(name + ".tif")
+    if os.path.isdir(source) and match:
+        return os.path.join(output_dir, f"{sequence}_RES", f"mask{match.group(1)}.tif")
+    return os.path.join(output_dir, "labels", f"{name}.tif")
+
+
+def run_prediction(source: str, model_path: str, output_dir: str, tile: int, overlap: int, settings,
+                   overlays: bool = False, progress=None) -> dict:
+    """Segment every frame of `source` into `output_dir`; returns counts and the frames that failed."""
+    import csv
+
+    from PIL import Image
+
+    from cellseg import tiff
+
+    frames = list_frames(source)
+    predictor = load_predictor(model_path, tile)
+    rows, failed = [], []
+    for done, (name, path) in enumerate(frames, start=1):
+        try:
+            raw = tiff.read(path)
+        except ValueError as error:
+            failed.append(str(error))
+            continue
+        _, labels = segment(raw, predictor, tile, overlap, settings)
+        out = result_path(source, output_dir, name)
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        tiff.write_labels(out, labels)
+        rows += measure_cells(name, labels, raw)
+        if overlays:
+            os.makedirs(os.path.join(output_dir, "overlays"), exist_ok=True)
+            Image.fromarray(overlay(raw, labels)).save(os.path.join(output_dir, "overlays", f"{name}.png"))
+        if progress:
+            progress(done, len(frames))
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, "cells.csv"), "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CELL_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return {"frames": len(frames) - len(failed), "cells": len(rows), "failed": failed}
+
+
+# --- command line -------------------------------------------------------------------------
+
+
+def _define_flags():
+    from absl import flags
+
+    flags.DEFINE_string("model", None, "A cellseg model: checkpoints/best.keras, or an export/ folder.")
+    flags.DEFINE_string("input", None, "A CTC sequence folder (e.g. data/X/02), a TIFF, or a glob of TIFFs.")
+    flags.DEFINE_string("output_dir", None, "Where NN_RES/ (or labels/), cells.csv and overlays/ go.")
+    flags.DEFINE_integer("tile_size", 256, "Square tile side; a multiple of 2**depth.", lower_bound=16)
+    flags.DEFINE_integer("overlap", 64, "Overlap of neighbouring tiles (even); half of it is the seam margin.",
+                         lower_bound=0)
+    flags.DEFINE_float("threshold", 0.5, "Cell probability threshold.", lower_bound=0.0, upper_bound=1.0)
+    flags.DEFINE_float("seed_height", 2.0, "Pixels a distance maximum must rise to seed its own cell.",
+                       lower_bound=0.0)
+    flags.DEFINE_integer("min_size", 10, "Objects of fewer pixels are dropped.", lower_bound=0)
+    flags.DEFINE_bool("overlays", False, "Write overlays/<frame>.png with cell contours over each frame.")
+    flags.mark_flags_as_required(["model", "input", "output_dir"])
+
+
+def _main(argv):
+    import sys
+
+    from absl import app, flags
+    from absl import logging as absl_logging
+
+    from cellseg import instances
+    from cellseg.progress import Progress
+
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    FLAGS = flags.FLAGS
+    if not FLAGS["verbosity"].present:
+        absl_logging.set_verbosity(absl_logging.WARNING)
+    try:
+        settings = instances.Postprocess(FLAGS.threshold, FLAGS.seed_height, FLAGS.min_size)
+        result = run_prediction(FLAGS.input, FLAGS.model, FLAGS.output_dir, FLAGS.tile_size, FLAGS.overlap,
+                                settings, FLAGS.overlays, Progress("segmenting frames"))
+    except ValueError as error:
+        sys.exit(f"cellseg-predict: {error}")
+    print(f"segmented {result['frames']} frame(s), {result['cells']} cells; "
+          f"labels and cells.csv in {FLAGS.output_dir}")
+    if result["failed"]:
+        for reason in result["failed"]:
+            print(f"failed: {reason}", file=sys.stderr)
+        sys.exit(f"cellseg-predict: {len(result['failed'])} frame(s) failed; the others were written")
+
+
+def run():
+    import os as _os
+
+    _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from absl import app
+
+    _define_flags()
+    app.run(_main)
+
+
+if __name__ == "__main__":
+    from cellseg import predict
+
+    predict.run()

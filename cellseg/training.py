@@ -283,6 +283,7 @@ def train(config: Config, extra_callbacks=(), log=print) -> dict:
         steps_per_epoch=steps,
         callbacks=[*callbacks_for(config, validation_batch, chief), *extra_callbacks],
         verbose=1 if sys.stdout.isatty() else 2,
+        shuffle=False,  # the input pipeline shuffles; Keras cannot shuffle a tf.data stream
     )
     if not chief:
         return {}

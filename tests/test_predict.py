@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 
@@ -49,3 +51,99 @@ def test_a_large_odd_frame_keeps_its_size():
     result = predict.predict_probabilities(constant, image, 256, 64, batch_size=8)
     assert result.shape == (1000, 1300) and np.all(result == 0.25)
     assert sum(calls) == 6 * 7 and max(calls) == 8
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """An untrained cellseg model saved as a .keras file: enough to exercise every path."""
+    path = tmp_path_factory.mktemp("model") / "best.keras"
+    segmenter = training.Segmenter(32, base_filters=4, depth=2)
+    segmenter.compile(optimizer="adam")
+    segmenter(np.zeros((1, 32, 32, 1), np.float32))
+    segmenter.save(path)
+    return str(path)
+
+
+def test_ctc_sequence_gives_challenge_names_and_cells_csv(tiny_model, fluo_dataset, tmp_path):
+    import csv
+
+    from cellseg import instances, tiff
+
+    result = predict.run_prediction(str(fluo_dataset / "02"), tiny_model, str(tmp_path), 64, 32,
+                                    instances.Postprocess(threshold=0.5, min_size=0), overlays=True)
+    assert result["frames"] == 4 and result["failed"] == []
+    names = sorted(os.listdir(tmp_path / "02_RES"))
+    assert names == ["mask000.tif", "mask001.tif", "mask002.tif", "mask003.tif"]
+    labels = tiff.read(tmp_path / "02_RES" / "mask002.tif")
+    assert labels.dtype == np.uint16 and labels.shape == (96, 96)
+    assert sorted(os.listdir(tmp_path / "overlays")) == ["t000.png", "t001.png", "t002.png", "t003.png"]
+    rows = list(csv.DictReader(open(tmp_path / "cells.csv")))
+    assert len(rows) == result["cells"]
+    with open(tmp_path / "cells.csv") as handle:
+        assert handle.readline().strip().split(",") == list(predict.CELL_COLUMNS)
+
+
+def test_cell_measurements_equal_hand_computed_values():
+    labels = np.zeros((20, 30), np.uint16)
+    labels[2:6, 3:11] = 4  # 4 x 8 rectangle
+    labels[10:19, 20:23] = 9  # 9 x 3 rectangle
+    raw = np.zeros((20, 30), np.uint16)
+    raw[labels == 4] = 100
+    raw[labels == 9] = 40
+    rows = {row["label"]: row for row in predict.measure_cells("t000", labels, raw)}
+    first, second = rows[4], rows[9]
+    assert (first["area"], second["area"]) == (32, 27)
+    assert (first["centroid_x"], first["centroid_y"]) == (6.5, 3.5)
+    assert (second["centroid_x"], second["centroid_y"]) == (21.0, 14.0)
+    assert (first["bbox_x0"], first["bbox_y0"], first["bbox_x1"], first["bbox_y1"]) == (3, 2, 11, 6)
+    assert first["mean_intensity"] == 100 and second["mean_intensity"] == 40
+    assert first["solidity"] == 1.0 and first["major_axis"] > first["minor_axis"]
+
+
+def test_a_1000_by_1300_tiff_gets_labels_of_its_size(tiny_model, tmp_path):
+    from cellseg import instances, tiff
+
+    frame = tmp_path / "big.tif"
+    tiff.write(frame, np.random.default_rng(0).integers(0, 4000, (1000, 1300)).astype(np.uint16))
+    result = predict.run_prediction(str(frame), tiny_model, str(tmp_path / "out"), 256, 64, instances.Postprocess())
+    assert result["frames"] == 1
+    assert tiff.read(tmp_path / "out" / "labels" / "big.tif").shape == (1000, 1300)
+
+
+def test_a_bad_frame_is_named_and_the_others_are_written(tiny_model, fluo_dataset, tmp_path):
+    import shutil
+
+    from cellseg import instances
+
+    sequence = tmp_path / "01"
+    shutil.copytree(fluo_dataset / "01", sequence)
+    (sequence / "t002.tif").write_bytes(b"II*\x00 truncated")
+    result = predict.run_prediction(str(sequence), tiny_model, str(tmp_path / "out"), 64, 32, instances.Postprocess())
+    assert result["frames"] == 3 and len(result["failed"]) == 1 and "t002.tif" in result["failed"][0]
+    assert sorted(os.listdir(tmp_path / "out" / "01_RES")) == ["mask000.tif", "mask001.tif", "mask003.tif"]
+
+
+def test_a_file_that_is_not_a_cellseg_model_is_refused_by_name(tmp_path):
+    import keras
+
+    bogus = tmp_path / "notes.keras"
+    bogus.write_text("not a model")
+    with pytest.raises(ValueError, match="notes.keras: not a cellseg model"):
+        predict.load_predictor(str(bogus), 64)
+    plain = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(1, 1)])
+    plain.save(tmp_path / "plain.keras")
+    with pytest.raises(ValueError, match="not a cellseg model"):
+        predict.load_predictor(str(tmp_path / "plain.keras"), 64)
+
+
+def test_an_export_folder_predicts_like_the_keras_model(tiny_model, tmp_path):
+    import keras
+
+    segmenter = keras.models.load_model(tiny_model, compile=False)
+    training.probability_model(segmenter).export(str(tmp_path / "export"), verbose=False)
+    tiles = np.random.default_rng(2).random((3, 32, 32, 1)).astype(np.float32)
+    from_export = predict.load_predictor(str(tmp_path / "export"), 32)(tiles)
+    from_keras = predict.load_predictor(tiny_model, 32)(tiles)
+    np.testing.assert_allclose(from_export, from_keras, atol=1e-5)
+    with pytest.raises(ValueError, match="--tile_size=32"):
+        predict.load_predictor(str(tmp_path / "export"), 64)

@@ -1,0 +1,41 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cellseg import evaluate, synthetic, tiff
+
+
+def test_scores_pool_frames_like_the_challenge():
+    reference = np.zeros((10, 10), np.uint16)
+    reference[1:5, 1:5] = 1
+    reference[6:9, 6:9] = 2
+    perfect = evaluate.score([(reference, reference), (reference, reference)])
+    assert perfect["seg"] == 1.0 and perfect["f1"] == 1.0 and perfect["pixel_dice"] == 1.0
+    blank = evaluate.score([(reference, np.zeros_like(reference))])
+    assert blank["seg"] == 0.0 and blank["fn"] == 2 and blank["recall"] == 0.0
+    assert blank["pixel_accuracy"] == pytest.approx(1 - 25 / 100)
+
+
+def test_cli_scores_a_result_folder_with_the_otsu_baseline(tmp_path):
+    layout = synthetic.write_dataset(tmp_path / "Fluo", synthetic.Config(kind="fluo", sequences=1, frames=4,
+                                                                           height=96, width=96, seed=1))
+    results = tmp_path / "01_RES"
+    results.mkdir()
+    for frame in layout.frames:
+        tiff.write_labels(results / f"mask{frame.index:03d}.tif", tiff.read(frame.silver))  # silver as a "prediction"
+    report_path = tmp_path / "report.json"
+    result = subprocess.run([sys.executable, "-m", "cellseg.evaluate", f"--pred={results}",
+                             f"--gt={tmp_path / 'Fluo' / '01_GT' / 'SEG'}", "--baseline=otsu",
+                             f"--output_json={report_path}"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-1500:]
+    assert "| U-Net (cellseg) |" in result.stdout and "| Otsu + watershed |" in result.stdout
+    report = json.loads(report_path.read_text())
+    assert report["cellseg"]["frames"] == 2  # gold truth on frames 0 and 3
+    assert 0.6 < report["cellseg"]["seg"] < 1.0  # silver differs from gold by a pixel per cell
+    assert 0.2 < report["otsu"]["seg"] < 1.0
+    missing = subprocess.run([sys.executable, "-m", "cellseg.evaluate", f"--pred={results}",
+                              f"--gt={tmp_path / 'nothing'}"], capture_output=True, text=True)
+    assert missing.returncode == 1 and "no man_segTTT.tif reference masks" in missing.stderr
