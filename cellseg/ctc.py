@@ -24,7 +24,7 @@ SILVER = "silver"
 TRUTH_POLICIES = ("gold", "silver", "gold_then_silver")
 
 _SEQUENCE = re.compile(r"^(\d{2,})$")
-_FRAME = re.compile(r"^t(\d{3,})\.tiff?$")
+FRAME = re.compile(r"^t(\d{3,})\.tiff?$")  # t000.tif, t0000.tif
 _MASK = re.compile(r"^man_seg(\d{3,})\.tiff?$")
 _TRUTH_DIR = {"GT": GOLD, "ST": SILVER}
 
@@ -88,8 +88,8 @@ def parse_layout(
     masks: dict[tuple[str, int, str], str] = {}
     for relative in relative_paths:
         parts = relative.replace("\\", "/").strip("/").split("/")
-        if len(parts) == 2 and _SEQUENCE.match(parts[0]) and _FRAME.match(parts[1]):
-            index = int(_FRAME.match(parts[1]).group(1))
+        if len(parts) == 2 and _SEQUENCE.match(parts[0]) and FRAME.match(parts[1]):
+            index = int(FRAME.match(parts[1]).group(1))
             images[(parts[0], index)] = _join(root, parts)
         elif len(parts) == 3 and parts[1] == "SEG" and _MASK.match(parts[2]):
             sequence, _, suffix = parts[0].partition("_")

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Callable
 
 import numpy as np
+
+from cellseg import ctc
 
 
 def tile_layout(height: int, width: int, tile: int, overlap: int):
@@ -144,15 +145,12 @@ def _first_line(error: Exception) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-_FRAME = re.compile(r"^t(\d{3,})\.tiff?$")
-
-
 def list_frames(source: str) -> list[tuple[str, str]]:
     """(name, path) of the frames to segment: a CTC sequence folder's t*.tif, a TIFF, or a glob."""
     import glob
 
     if os.path.isdir(source):
-        paths = sorted(p for p in glob.glob(os.path.join(source, "t*.tif*")) if _FRAME.match(os.path.basename(p)))
+        paths = sorted(p for p in glob.glob(os.path.join(source, "t*.tif*")) if ctc.FRAME.match(os.path.basename(p)))
         if not paths:
             raise ValueError(f"{source}: no frames t000.tif ... in this folder (expected a CTC sequence folder)")
     elif any(c in source for c in "*?["):
@@ -170,10 +168,10 @@ def list_frames(source: str) -> list[tuple[str, str]]:
 
 def result_path(source: str, output_dir: str, name: str) -> str:
     """Where a frame's labels go: NN_RES/maskTTT.tif for a CTC sequence folder NN, labels/<name>.tif otherwise."""
-    sequence = os.path.basename(os.path.normpath(source))
-    match = _FRAME.match(name + ".tif")
+    match = ctc.FRAME.match(name + ".tif")
     if os.path.isdir(source) and match:
-        return os.path.join(output_dir, f"{sequence}_RES", f"mask{match.group(1)}.tif")
+        sequence = os.path.basename(os.path.normpath(source))
+        return ctc.result_path(output_dir, sequence, int(match.group(1)), digits=len(match.group(1)))
     return os.path.join(output_dir, "labels", f"{name}.tif")
 
 
