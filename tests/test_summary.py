@@ -26,3 +26,15 @@ def test_unreadable_files_are_listed_not_fatal(tmp_path):
     assert result.frames == 2 and len(result.unreadable) == 1
     assert "t001.tif" in result.unreadable[0]
     assert "unreadable files" in summary.format_summary(result)
+
+
+def test_summary_cli_prints_the_table_or_one_clear_error(fluo_dataset, tmp_path):
+    import subprocess
+    import sys
+
+    ok = subprocess.run([sys.executable, "-m", "cellseg.describe", f"--input_dir={fluo_dataset}"],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0 and "with gold truth      4" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "cellseg.describe", f"--input_dir={tmp_path}"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and "not a CTC dataset folder" in bad.stderr and "Traceback" not in bad.stderr
