@@ -116,16 +116,21 @@ def split_cpu(replicas: int) -> None:
         raise RuntimeError(f"cannot split the CPU into {replicas} devices once TensorFlow has started: {error}")
 
 
+def _tf_config() -> tuple[dict, dict]:
+    """(cluster, task) of the TF_CONFIG environment variable; empty when unset."""
+    config = json.loads(os.environ.get("TF_CONFIG", "{}"))
+    return config.get("cluster", {}), config.get("task", {})
+
+
 def worker_count() -> int:
     """Hosts in this run: the workers (and chief) of TF_CONFIG, else 1."""
-    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    cluster, _ = _tf_config()
     return max(1, len(cluster.get("worker", [])) + len(cluster.get("chief", [])))
 
 
 def is_chief() -> bool:
     """Whether this process writes the run folder's shared artefacts."""
-    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
-    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    cluster, task = _tf_config()
     if not task:
         return True
     if "chief" in cluster:
@@ -228,7 +233,7 @@ def callbacks_for(config: Config, validation_batch, chief: bool) -> list[keras.c
 
 
 def _task_name() -> str:
-    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
+    _, task = _tf_config()
     return f"{task.get('type', 'worker')}-{task.get('index', 0)}"
 
 

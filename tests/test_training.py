@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
-from cellseg import augment, data, training
+from cellseg import data, training
 
 TINY = dict(patch_size=32, base_filters=4, depth=2, per_replica_batch_size=4, steps_per_epoch=4,
             learning_rate=1e-2, validation_images=2, seed=1)
@@ -106,18 +106,15 @@ def test_a_killed_run_resumes_at_its_next_epoch_with_the_same_step_count(fluo_re
 
 
 def test_step_seeds_differ_by_replica_and_step():
-    segmenter = training.Segmenter(32, 4, 2, augmentation=dataclasses_asdict(augment.Config()), seed=3)
-    segmenter.compile(optimizer=keras.optimizers.Adam())
-    first = segmenter._step_seed().numpy()
+    strategy = tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")][:2])
+    with strategy.scope():
+        segmenter = training.Segmenter(32, 4, 2, seed=3)
+        segmenter.compile(optimizer=keras.optimizers.Adam())
+    seeds = lambda: [s.numpy().tolist() for s in strategy.experimental_local_results(  # noqa: E731
+        strategy.run(segmenter._step_seed))]
+    assert seeds() == [[3 * 1_000_003, 0], [3 * 1_000_003 + 1, 0]]
     segmenter.optimizer.iterations.assign(5)
-    assert first.tolist() == [3 * 1_000_003, 0]
-    assert segmenter._step_seed().numpy().tolist() == [3 * 1_000_003, 5]
-
-
-def dataclasses_asdict(value):
-    import dataclasses
-
-    return dataclasses.asdict(value)
+    assert seeds() == [[3 * 1_000_003, 5], [3 * 1_000_003 + 1, 5]]
 
 
 def cli(*args):
@@ -165,3 +162,16 @@ def test_bad_input_exits_non_zero_with_one_clear_line(fluo_records, tmp_path, ca
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_chief_and_worker_count_come_from_tf_config(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert training.is_chief() and training.worker_count() == 1
+    cluster = {"worker": ["localhost:1", "localhost:2"]}
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}}))
+    assert not training.is_chief() and training.worker_count() == 2
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
+    assert training.is_chief()
+    with_chief = {"chief": ["localhost:0"], **cluster}
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": with_chief, "task": {"type": "worker", "index": 0}}))
+    assert not training.is_chief() and training.worker_count() == 3
