@@ -11,13 +11,15 @@ DEMO_NAME := $(if $(filter phc,$(DEMO_KIND)),PhC-C2DL-SYNTH,Fluo-N2DH-SYNTH)
 DEMO_DATA ?= data/demo/$(DEMO_NAME)
 DEMO_RECORDS ?= records/$(DEMO_NAME)
 DEMO_RUN ?= runs/demo-$(DEMO_KIND)
+DEMO_TARGET ?=
 
-.PHONY: help test demo bench clean
+.PHONY: help test demo bench compare-targets clean
 
 help:
 	@echo "make demo   synthesise a CTC dataset, convert, train, predict the held-out sequence, evaluate (DEMO_KIND=fluo|phc)"
 	@echo "make test   run the test suite"
 	@echo "make bench  run the benchmarks (conversion, input pipeline, training step)"
+	@echo "make compare-targets  train binary, three_class and distance on crowded synthetic cells; table in docs/TARGETS.md"
 	@echo "make clean  remove generated data, records and runs (keeps .venv)"
 
 $(BIN)/python:
@@ -39,9 +41,10 @@ demo: $(INSTALLED)
 	@echo
 	rm -rf $(DEMO_RUN)
 	$(BIN)/cellseg-train --records_dir=$(DEMO_RECORDS) --model_dir=$(DEMO_RUN) \
-		--epochs=4 --steps_per_epoch=20 --patch_size=128 --per_replica_batch_size=8 --learning_rate=1e-3
+		--epochs=4 --steps_per_epoch=20 --patch_size=128 --per_replica_batch_size=8 --learning_rate=1e-3 \
+		$(if $(DEMO_TARGET),--target=$(DEMO_TARGET))
 	@echo
-	$(BIN)/cellseg-predict --model=$(DEMO_RUN)/checkpoints/best.keras --input=$(DEMO_DATA)/02 \
+	$(BIN)/cellseg-predict --model=$(DEMO_RUN) --input=$(DEMO_DATA)/02 \
 		--output_dir=$(DEMO_RUN)/predictions --overlays
 	@echo
 	$(BIN)/cellseg-evaluate --pred=$(DEMO_RUN)/predictions/02_RES --gt=$(DEMO_DATA)/02_GT/SEG --baseline=otsu \
@@ -54,6 +57,9 @@ bench: $(INSTALLED)
 	$(BIN)/python benchmarks/convert.py
 	$(BIN)/python benchmarks/input_pipeline.py
 	$(BIN)/python benchmarks/training.py
+
+compare-targets: $(INSTALLED)
+	$(BIN)/python benchmarks/compare_targets.py
 
 clean:
 	rm -rf data/demo runs

@@ -6,7 +6,7 @@
 
 The job lists each dataset through Beam's filesystems (local disk, gs://, s3://,
 ...), reads every frame and its mask as bytes, decodes them with rasterio,
-preprocesses them once (percentile stretch, border weight map), encodes them with
+preprocesses them once (percentile stretch, border weight map, distance maps), encodes them with
 `cellseg.schema` and writes `train-*` and `val-*` shards, `errors-*.jsonl` (one
 line per input that could not be used, with the reason) and `dataset.json`.
 Every discovered input ends up written, listed as an error, or counted as skipped
@@ -36,7 +36,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
 import cellseg
-from cellseg import ctc, preprocess, schema, tiff
+from cellseg import ctc, preprocess, schema, targets, tiff
 
 TRAIN, VAL = "train", "val"
 ERRORS, STATS = "errors", "stats"
@@ -53,6 +53,7 @@ class Settings:
     weight_map: bool = True
     w0: float = preprocess.DEFAULT_W0
     sigma: float = preprocess.DEFAULT_SIGMA
+    distance_maps: bool = True
     val_fraction: float = 0.2
     val_sequences: tuple[str, ...] = ()
 
@@ -180,11 +181,13 @@ def convert_frame(frame: ctc.Frame, mask_path: str, truth: str, settings: Settin
         raise BadInput(mask_path, f"{mask_path}: labels outside 0..65535")
     image, intensities = preprocess.percentile_stretch(raw, *settings.percentiles)
     weights = preprocess.border_weight_map(labels, settings.w0, settings.sigma) if settings.weight_map else None
+    distances = targets.distance_maps(labels) if settings.distance_maps else None
     split = split_of(frame, settings)
     example = schema.encode(
         image=image,
         labels=labels,
         weights=weights,
+        distances=distances,
         dataset=frame.dataset,
         sequence=frame.sequence,
         frame=frame.index,
@@ -200,6 +203,7 @@ def convert_frame(frame: ctc.Frame, mask_path: str, truth: str, settings: Settin
         "dataset": frame.dataset,
         "size": [int(raw.shape[0]), int(raw.shape[1])],
         "foreground": preprocess.foreground_fraction(labels),
+        "boundary": float(np.mean(targets.three_class_numpy(labels) == targets.BOUNDARY)),
         "cells": int(len(np.unique(labels[labels > 0]))),
     }
     return Converted(split, example, stats)
@@ -246,7 +250,7 @@ class SummarizeOutcomes(beam.CombineFn):
 
     def create_accumulator(self):
         return {"outcomes": {}, "splits": {}, "truth": {}, "datasets": {}, "sizes": [], "skipped": {},
-                "foreground_sum": 0.0, "foreground_train_sum": 0.0, "cells": 0}
+                "foreground_sum": 0.0, "foreground_train_sum": 0.0, "boundary_train_sum": 0.0, "cells": 0}
 
     def add_input(self, acc, stats):
         _bump(acc["outcomes"], stats["outcome"])
@@ -263,6 +267,7 @@ class SummarizeOutcomes(beam.CombineFn):
         acc["cells"] += stats["cells"]
         if stats["split"] == TRAIN:
             acc["foreground_train_sum"] += stats["foreground"]
+            acc["boundary_train_sum"] += stats["boundary"]
         return acc
 
     def merge_accumulators(self, accumulators):
@@ -272,7 +277,7 @@ class SummarizeOutcomes(beam.CombineFn):
                 for key, count in acc[name].items():
                     _bump(merged[name], key, count)
             merged["sizes"] += [size for size in acc["sizes"] if size not in merged["sizes"]]
-            for name in ("foreground_sum", "foreground_train_sum", "cells"):
+            for name in ("foreground_sum", "foreground_train_sum", "boundary_train_sum", "cells"):
                 merged[name] += acc[name]
         return merged
 
@@ -306,9 +311,16 @@ def describe(acc: dict, context: dict) -> dict:
         "frame_sizes": sorted(acc["sizes"]),
         "foreground_fraction": acc["foreground_train_sum"] / train if train else None,
         "foreground_fraction_all": acc["foreground_sum"] / written if written else None,
+        # Training split, three-class target: background, interior, boundary.
+        "class_fractions": _class_fractions(acc["foreground_train_sum"] / train, acc["boundary_train_sum"] / train)
+        if train else None,
         "cells_per_frame": acc["cells"] / written if written else None,
         **context,
     }
+
+
+def _class_fractions(foreground: float, boundary: float) -> list[float]:
+    return [1.0 - foreground, foreground - boundary, boundary]
 
 
 def write_json(value: dict, path: str) -> None:
@@ -490,6 +502,7 @@ def _define_flags():
     flags.DEFINE_enum("compression", "none", ["none", "gzip"],
                       "Compression of the shards: gzip stores 3.4x less, reads 1.8x slower.")
     flags.DEFINE_bool("weight_map", True, "Store the U-Net border weight map with each frame.")
+    flags.DEFINE_bool("distance_maps", True, "Store the cell and neighbour distance maps (for --target=distance).")
     flags.DEFINE_float("w0", preprocess.DEFAULT_W0, "Border weight w0 (U-Net paper: 10).", lower_bound=0.0)
     flags.DEFINE_float("sigma", preprocess.DEFAULT_SIGMA, "Border weight sigma in pixels (U-Net paper: 5).",
                        lower_bound=0.1)
@@ -520,6 +533,7 @@ def _main(argv):
             weight_map=FLAGS.weight_map,
             w0=FLAGS.w0,
             sigma=FLAGS.sigma,
+            distance_maps=FLAGS.distance_maps,
             val_fraction=FLAGS.val_fraction,
             val_sequences=tuple(FLAGS.val_sequences or ()),
         )

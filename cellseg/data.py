@@ -1,15 +1,19 @@
 """The tf.data input pipeline: from converted shards to fixed-shape batches.
 
 The host only reads, parses and crops; geometric augmentation happens on the
-accelerator, inside the training step (`cellseg.augment`). Batches are tuples
-`(image, mask, weights)`, each `[batch, patch, patch, 1]` float32:
+accelerator, inside the training step (`cellseg.augment`), and what the
+network learns is derived from the augmented labels there (`cellseg.targets`).
+Batches are tuples `(image, labels, maps)`, each `[batch, patch, patch, C]`:
 
-- `image`: the percentile-stretched frame, in [0, 1];
-- `mask`: 1 on cells, 0 on background (nearest-neighbour warps keep it binary);
-- `weights`: the U-Net weight map `w_c + border term`, with the class weights
-  `w_c` derived from the training split's mean foreground fraction in
-  `dataset.json`, so a mostly-background dataset does not collapse to an
-  all-background prediction.
+- `image`: float32, the percentile-stretched frame, in [0, 1];
+- `labels`: int32 instance labels (nearest-neighbour warps keep them labels);
+- `maps`: float32, channel 0 the U-Net border term (0 on cells; the class
+  weights are added on the device), then, with `distances`, the cell and
+  neighbour distance maps.
+
+Class weights come from the training split's class fractions in
+`dataset.json` (`Records.class_weights`), so a mostly-background dataset does
+not collapse to an all-background prediction.
 """
 
 from __future__ import annotations
@@ -37,10 +41,20 @@ class Records:
     def compression(self) -> str:
         return "GZIP" if self.description["shards"]["compression"] == "gzip" else ""
 
-    @property
-    def class_weights(self) -> tuple[float, float]:
-        """(background, foreground) weights from the training split's foreground fraction."""
+    def class_weights(self, target: str = "binary") -> tuple[float, ...]:
+        """Balanced weights per class of `target` from the training split's class fractions.
+
+        (background, cell) for binary and distance targets; (background,
+        interior, boundary) for three_class.
+        """
+        if target == "three_class":
+            return preprocess.balanced_weights(self.description["class_fractions"])
         return preprocess.balanced_class_weights(self.description["foreground_fraction"] or 0.5)
+
+    @property
+    def has_distances(self) -> bool:
+        """Whether the records hold the distance maps (converted with --distance_maps)."""
+        return bool(self.description["settings"].get("distance_maps"))
 
 
 def open_records(directory: str) -> Records:
@@ -68,29 +82,31 @@ def training_dataset(
     seed: int | None = None,
     shuffle_buffer: int = 256,
     num_workers: int = 1,
+    distances: bool = False,
 ) -> tf.data.Dataset:
     """Endless shuffled batches of random patches from the training shards.
 
     Each frame gives about one patch per patch-sized area of the frame (at least
     one), at random positions; frames smaller than a patch are reflect-padded.
     A `seed` makes the stream deterministic (and slower); None favours throughput.
+    `distances` adds the distance maps to `maps`.
     """
     deterministic = seed is not None
     files = tf.data.Dataset.from_tensor_slices(list(records.train))
     files = files.shuffle(len(records.train), seed=seed, reshuffle_each_iteration=True).repeat()
     frames = _read(files, records, len(records.train), deterministic)
     seeds = tf.data.Dataset.random(seed=seed).map(lambda x: tf.cast(x % 2**31, tf.int32)).batch(2)
-    background, foreground = records.class_weights
     patches = (
         tf.data.Dataset.zip(frames, seeds)
-        .flat_map(lambda frame, pair: _random_patches(frame, pair, patch_size, background, foreground))
+        .flat_map(lambda frame, pair: _random_patches(frame, pair, patch_size, distances))
         .shuffle(shuffle_buffer, seed=seed)
     )
     batches = patches.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
     return batches.with_options(_options(len(records.train), num_workers, deterministic))
 
 
-def validation_dataset(records: Records, patch_size: int, batch_size: int, num_workers: int = 1) -> tf.data.Dataset:
+def validation_dataset(records: Records, patch_size: int, batch_size: int, num_workers: int = 1,
+                       distances: bool = False) -> tf.data.Dataset:
     """Every validation frame cut into patch-sized tiles that cover it, in a fixed order.
 
     The same tiles every epoch, so validation metrics are comparable between epochs.
@@ -99,8 +115,7 @@ def validation_dataset(records: Records, patch_size: int, batch_size: int, num_w
         raise ValueError(f"{records.directory}: no val-* shards; convert with --val_fraction or --val_sequences")
     files = tf.data.Dataset.from_tensor_slices(list(records.val))
     frames = _read(files, records, len(records.val), deterministic=True)
-    background, foreground = records.class_weights
-    tiles = frames.flat_map(lambda frame: _tiles(frame, patch_size, background, foreground))
+    tiles = frames.flat_map(lambda frame: _tiles(frame, patch_size, distances))
     batches = tiles.batch(batch_size).prefetch(tf.data.AUTOTUNE)
     # A known length lets Keras end each validation pass without a "ran out of data"
     # warning. (With several workers each reads a shard of it, of another length.)
@@ -132,13 +147,13 @@ def _read(files: tf.data.Dataset, records: Records, count: int, deterministic: b
     return examples.map(schema.decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
 
 
-def _targets(frame, background: float, foreground: float):
-    """(image, mask, weights) of a whole frame, as float32 [H, W, 1]."""
-    is_cell = frame["labels"] > 0
-    # Stored weights are 1 + border term on background and exactly 1 on cells
-    # (class weights 1): swap in the dataset's class weights w_c.
-    weights = tf.where(is_cell, foreground, frame["weights"] + (background - 1.0))
-    return frame["image"], tf.cast(is_cell, tf.float32), weights
+def _inputs(frame, distances: bool):
+    """(image, labels, maps) of a whole frame, [H, W, C]."""
+    # Stored weights are 1 + border term on background and exactly 1 on cells.
+    maps = [frame["weights"] - 1.0]
+    if distances:
+        maps += [frame["cell_distance"], frame["neighbour_distance"]]
+    return frame["image"], frame["labels"], tf.concat(maps, axis=-1)
 
 
 def _pad_to(tensors, size: int):
@@ -166,9 +181,9 @@ def _reflect_pad(tensor, pad):
     )[0]
 
 
-def _random_patches(frame, pair, patch_size: int, background: float, foreground: float):
-    """About one random patch per patch-sized area of the frame, as a dataset of (image, mask, weights)."""
-    tensors = _pad_to(list(_targets(frame, background, foreground)), patch_size)
+def _random_patches(frame, pair, patch_size: int, distances: bool):
+    """About one random patch per patch-sized area of the frame, as a dataset of (image, labels, maps)."""
+    tensors = _pad_to(list(_inputs(frame, distances)), patch_size)
     height, width = tf.shape(tensors[0])[0], tf.shape(tensors[0])[1]
     count = tf.maximum(1, tf.cast(tf.round(height * width / patch_size**2), tf.int32))
     offsets = tf.random.stateless_uniform([count, 2], pair, 0, 2**30, dtype=tf.int32)
@@ -177,11 +192,11 @@ def _random_patches(frame, pair, patch_size: int, background: float, foreground:
 
 
 def _patches_at(tensors, corners, patch_size: int) -> tf.data.Dataset:
-    """Patch-sized windows of each [H, W, 1] tensor at the top-left `corners` [n, 2]."""
+    """Patch-sized windows of each [H, W, C] tensor at the top-left `corners` [n, 2]."""
     # One slice per window: cheaper than gathering a stack of windows (measured 1.7x).
     def window(corner):
         begin = tf.concat([corner, [0]], axis=0)
-        return tuple(tf.slice(t, begin, [patch_size, patch_size, 1]) for t in tensors)
+        return tuple(tf.slice(t, begin, [patch_size, patch_size, t.shape[-1]]) for t in tensors)
 
     return tf.data.Dataset.from_tensor_slices(corners).map(window)
 
@@ -194,9 +209,9 @@ def tile_starts(size, patch_size: int):
     return tf.cast(tf.round(steps), tf.int32)
 
 
-def _tiles(frame, patch_size: int, background: float, foreground: float):
-    """The fewest patch-sized tiles covering the frame, as a dataset of (image, mask, weights)."""
-    tensors = _pad_to(list(_targets(frame, background, foreground)), patch_size)
+def _tiles(frame, patch_size: int, distances: bool):
+    """The fewest patch-sized tiles covering the frame, as a dataset of (image, labels, maps)."""
+    tensors = _pad_to(list(_inputs(frame, distances)), patch_size)
     rows = tile_starts(tf.shape(tensors[0])[0], patch_size)
     cols = tile_starts(tf.shape(tensors[0])[1], patch_size)
     corners = tf.reshape(tf.stack(tf.meshgrid(rows, cols, indexing="ij"), axis=-1), [-1, 2])

@@ -1,56 +1,235 @@
-"""From the network's cell probabilities to instance labels (numpy, no Keras).
+"""From network outputs to instance labels (numpy, no Keras), for every training target.
 
-Threshold the probabilities, then split touching cells with a seeded watershed
-on the distance transform of the mask: seeds are the regional maxima of the
-distance that stand out by more than `seed_height` pixels (h-maxima), so a
-narrow neck between two round cells separates them while the ridge along one
-elongated cell does not cut it. Objects under `min_size` pixels are dropped.
+Each target gives a foreground mask and seeds, and a seeded watershed grows
+one object per seed inside the mask:
+
+- `binary` (cell probability): mask = probability > mask_threshold; seeds are
+  the maxima of the mask's distance transform that rise by more than
+  `seed_threshold` pixels (h-maxima), so a narrow neck between two round cells
+  separates them while the ridge along one elongated cell does not cut it;
+- `three_class` (background, interior, boundary probabilities): mask = 1 -
+  p_background > mask_threshold; seeds = p_interior > seed_threshold, kept
+  apart by the boundary class where cells touch;
+- `distance` (cell distance, neighbour distance): mask = cell distance >
+  mask_threshold; seeds = cell - neighbour distance > seed_threshold, the
+  cell centres with the contacts between cells subtracted (Scherr et al. 2020);
+  the watershed runs on the cell distance rescaled to pixels per cell.
+
+Objects under `min_size` pixels are dropped and holes filled. `tune` picks the
+thresholds and minimum size that maximise the SEG measure on validation frames.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import numpy as np
 from scipy import ndimage
 from skimage import morphology, segmentation
 
+from cellseg import targets
+
+# (mask_threshold, seed_threshold) per target. A three-class seed needs a
+# confident interior (0.7), so that a blurred boundary between two cells does not
+# join their seeds. The distance mask threshold sits below a cell's border value
+# (1 / its largest distance to its border) for cells up to 20 px in radius.
+DEFAULTS = {"binary": (0.5, 2.0), "three_class": (0.5, 0.7), "distance": (0.05, 0.4)}
+GRIDS = {  # (mask thresholds, seed thresholds) that `tune` tries by default
+    "binary": ((0.3, 0.4, 0.5, 0.6, 0.7), (0.5, 1.0, 2.0, 3.0, 5.0)),
+    "three_class": ((0.3, 0.4, 0.5, 0.6, 0.7), (0.3, 0.5, 0.7, 0.8, 0.9)),
+    "distance": ((0.02, 0.05, 0.1, 0.15, 0.2, 0.3), (-0.2, 0.0, 0.2, 0.3, 0.4, 0.5, 0.6)),
+}
+MIN_SIZE_FRACTIONS = (0.0, 0.1, 0.25, 0.5)  # of the median reference object area
+
 
 @dataclasses.dataclass(frozen=True)
 class Postprocess:
-    threshold: float = 0.5  # cell probability above which a pixel is a cell
-    seed_height: float = 2.0  # pixels a distance maximum must rise to seed its own cell
+    """How one target's outputs become instances; None thresholds take the target's defaults."""
+
+    target: str = "binary"
+    mask_threshold: float | None = None
+    seed_threshold: float | None = None  # binary: h-maxima height in pixels
     min_size: int = 10  # objects of fewer pixels are dropped
+    fill_holes: bool = True
 
     def __post_init__(self):
-        if not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
-        if self.seed_height < 0 or self.min_size < 0:
-            raise ValueError("seed_height and min_size must be >= 0")
+        targets.check(self.target)
+        mask_default, seed_default = DEFAULTS[self.target]
+        if self.mask_threshold is None:
+            object.__setattr__(self, "mask_threshold", mask_default)
+        if self.seed_threshold is None:
+            object.__setattr__(self, "seed_threshold", seed_default)
+        mask, seed = float(self.mask_threshold), float(self.seed_threshold)
+        if self.target == "distance":
+            mask_ok, seed_ok, seed_range = mask > 0, -1 < seed < 1, "in (-1, 1)"
+        elif self.target == "three_class":
+            mask_ok, seed_ok, seed_range = 0 < mask < 1, 0 < seed < 1, "in (0, 1)"
+        else:
+            mask_ok, seed_ok, seed_range = 0 < mask < 1, seed >= 0, ">= 0 (pixels)"
+        if not mask_ok:
+            expected = "> 0" if self.target == "distance" else "in (0, 1)"
+            raise ValueError(f"{self.target} mask_threshold must be {expected}, got {self.mask_threshold}")
+        if not seed_ok:
+            raise ValueError(f"{self.target} seed_threshold must be {seed_range}, got {self.seed_threshold}")
+        if self.min_size < 0:
+            raise ValueError(f"min_size must be >= 0, got {self.min_size}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Postprocess:
+        """Settings from `to_dict`'s keys; others (a stored score, say) are ignored."""
+        names = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in names})
 
 
-def labels_from_probabilities(probabilities: np.ndarray, settings: Postprocess = Postprocess()) -> np.ndarray:
-    """Instance labels (uint16, 0 = background, 1..n) of a [H, W] probability map."""
-    mask = np.asarray(probabilities) > settings.threshold
-    return split_touching(mask, settings.seed_height, settings.min_size)
+def labels_from_outputs(outputs: np.ndarray, settings: Postprocess) -> np.ndarray:
+    """Instance labels (uint16, 0 = background, 1..n) of one frame's outputs [H, W, C]."""
+    outputs = np.asarray(outputs, np.float32)
+    channels = targets.CHANNELS[settings.target]
+    if outputs.ndim != 3 or outputs.shape[-1] != channels:
+        raise ValueError(f"target {settings.target!r} needs outputs [H, W, {channels}], got shape {outputs.shape}")
+    mask_threshold, seed_threshold = settings.mask_threshold, settings.seed_threshold
+    if settings.target == "binary":
+        return split_touching(outputs[..., 0] > mask_threshold, seed_threshold, settings.min_size, settings.fill_holes)
+    if settings.target == "three_class":
+        mask = 1.0 - outputs[..., targets.BACKGROUND] > mask_threshold
+        interior = outputs[..., targets.INTERIOR]
+        return seeded_watershed(-interior, interior > seed_threshold, mask, settings.min_size, settings.fill_holes)
+    cell, neighbour = outputs[..., 0], outputs[..., 1]
+    mask, seeds = cell > mask_threshold, cell - neighbour > seed_threshold
+    return seeded_watershed(_distance_surface(cell, neighbour, seeds, mask), seeds, mask, settings.min_size,
+                            settings.fill_holes)
 
 
-def split_touching(mask: np.ndarray, seed_height: float = 2.0, min_size: int = 10) -> np.ndarray:
+def _distance_surface(cell: np.ndarray, neighbour: np.ndarray, seeds: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The distance target's watershed surface: minus the cell distance in pixels, plus the neighbour distance.
+
+    The cell distance is normalised per cell, so where a thin cell touches a big
+    one its border lies higher than the big cell's and would flood into it. A
+    first watershed on the cell distance finds each cell's inscribed radius,
+    which turns the cell distance back into pixels; the neighbour distance (at
+    most one pixel's worth) then pulls each split onto the contact line.
+    """
+    markers, _ = ndimage.label(seeds & mask)
+    first = segmentation.watershed(-cell, markers, mask=mask)
+    inside = (first > 0) & ~segmentation.find_boundaries(first, mode="inner")
+    radius = ndimage.maximum(ndimage.distance_transform_edt(inside) + 1, first, np.arange(first.max() + 1))
+    return neighbour - cell * np.asarray(radius, np.float32)[first]
+
+
+def split_touching(mask: np.ndarray, seed_height: float = 2.0, min_size: int = 10,
+                   fill_holes: bool = True) -> np.ndarray:
     """Instance labels of a binary mask, touching cells split by a distance-transform watershed."""
     mask = np.asarray(mask, bool)
-    if not mask.any():
-        return np.zeros(mask.shape, np.uint16)
     distance = ndimage.distance_transform_edt(mask)
     seeds = morphology.h_maxima(distance, seed_height) if seed_height > 0 else morphology.local_maxima(distance)
-    markers, _ = ndimage.label(seeds & mask)
-    labels = segmentation.watershed(-distance, markers, mask=mask)
-    # Components without a seed (smaller than the seed height) keep their own label.
+    return seeded_watershed(-distance, seeds.astype(bool), mask, min_size, fill_holes)
+
+
+def seeded_watershed(surface: np.ndarray, seeds: np.ndarray, mask: np.ndarray, min_size: int = 10,
+                     fill_holes: bool = True) -> np.ndarray:
+    """Instance labels (uint16) of a watershed of `surface` (lower = more central) from `seeds` inside `mask`.
+
+    A mask component without a seed is kept as an object of its own, so a cell
+    is never lost for lack of a seed; objects under `min_size` pixels are then
+    dropped, holes filled, and the labels made 1..n.
+    """
+    mask = np.asarray(mask, bool)
+    markers, count = ndimage.label(np.asarray(seeds, bool) & mask)
+    labels = segmentation.watershed(surface, markers, mask=mask) if count else np.zeros(mask.shape, np.int64)
     unseeded, _ = ndimage.label(mask & (labels == 0))
-    labels = np.where(unseeded > 0, unseeded + labels.max(), labels)
+    labels = np.where(unseeded > 0, unseeded + count, labels).astype(np.int64)
     if min_size:
-        sizes = np.bincount(labels.ravel())
-        labels[sizes[labels] < min_size] = 0
+        labels[np.bincount(labels.ravel())[labels] < min_size] = 0
+    if fill_holes:
+        labels = _fill_holes(labels)
     relabelled, _, _ = segmentation.relabel_sequential(labels)
     if relabelled.max() > np.iinfo(np.uint16).max:
         raise ValueError(f"{relabelled.max()} objects do not fit uint16 labels")
     return relabelled.astype(np.uint16)
+
+
+def _fill_holes(labels: np.ndarray) -> np.ndarray:
+    """`labels` with every background region that borders one object only, and not the frame's edge, given to it."""
+    background, count = ndimage.label(labels == 0)
+    if not count:
+        return labels
+    edge = labels.max() + 1  # also stands for "no object" below
+    cross = ndimage.generate_binary_structure(2, 1)
+    highest = ndimage.grey_dilation(labels, footprint=cross, mode="constant", cval=edge)
+    lowest = ndimage.grey_erosion(np.where(labels > 0, labels, edge), footprint=cross, mode="constant", cval=edge)
+    index = np.arange(1, count + 1)
+    high = np.asarray(ndimage.maximum(highest, background, index), np.int64)
+    low = np.asarray(ndimage.minimum(lowest, background, index), np.int64)
+    owner = np.concatenate([[0], np.where((high == low) & (high < edge), high, 0)])
+    return np.where(background > 0, owner[background], labels)
+
+
+def tune(outputs: list[np.ndarray], references: list[np.ndarray], target: str, grid: dict | None = None,
+         progress=None) -> tuple[Postprocess, float]:
+    """The settings with the best SEG over validation frames, and that SEG.
+
+    Every (mask, seed) threshold pair of the grid is scored with the smallest
+    nonzero minimum size, then each minimum size at the best pair. `grid` may
+    replace the lists "mask_threshold", "seed_threshold" and "min_size" (the
+    default sizes are fractions of the references' median object area).
+    `progress(done, total)` is called after each scored setting.
+
+    SEG scores reference objects only, so it does not see false positives: among
+    settings whose SEG agrees to three decimals, the one with the best object
+    detection F1 (IoU > 0.5) wins, and then the one scored first.
+    """
+    from cellseg import metrics
+
+    targets.check(target)
+    if not outputs or len(outputs) != len(references):
+        raise ValueError(f"tune needs as many reference frames as outputs, got {len(outputs)} and {len(references)}")
+    for output, reference in zip(outputs, references):
+        if np.shape(output)[:2] != np.shape(reference):
+            raise ValueError(f"outputs of shape {np.shape(output)} do not match a reference of {np.shape(reference)}")
+    unknown = set(grid or {}) - {"mask_threshold", "seed_threshold", "min_size"}
+    if unknown:
+        raise ValueError(f"unknown grid keys {sorted(unknown)}; expected mask_threshold, seed_threshold, min_size")
+    masks, seeds = GRIDS[target]
+    areas = np.concatenate([np.unique(r[r > 0], return_counts=True)[1] for r in map(np.asarray, references)])
+    median = float(np.median(areas)) if areas.size else 0.0
+    grid = {"mask_threshold": masks, "seed_threshold": seeds,
+            "min_size": sorted({round(f * median) for f in MIN_SIZE_FRACTIONS}), **(grid or {})}
+    if not all(grid[key] for key in ("mask_threshold", "seed_threshold", "min_size")):
+        raise ValueError("every grid list needs at least one value")
+    fixed = min((size for size in grid["min_size"] if size > 0), default=min(grid["min_size"]))
+    total = len(grid["mask_threshold"]) * len(grid["seed_threshold"]) + len(grid["min_size"]) - 1
+    scores: dict[Postprocess, tuple[float, float]] = {}  # (SEG, F1)
+
+    def rank(settings: Postprocess) -> tuple[float, float]:
+        seg, f1 = scores[settings]
+        return round(seg, 3), f1
+
+    def best(candidates) -> Postprocess:
+        chosen = None
+        for settings in candidates:
+            if settings not in scores:
+                predictions = [labels_from_outputs(output, settings) for output in outputs]
+                scores[settings] = (metrics.seg_score(references, predictions), _f1(references, predictions))
+                if progress:
+                    progress(len(scores), total)
+            if chosen is None or rank(settings) > rank(chosen):
+                chosen = settings
+        return chosen
+
+    pair = best(Postprocess(target, mask, seed, fixed)
+                for mask, seed in itertools.product(grid["mask_threshold"], grid["seed_threshold"]))
+    chosen = best(dataclasses.replace(pair, min_size=size) for size in grid["min_size"])
+    return chosen, scores[chosen][0]
+
+
+def _f1(references, predictions) -> float:
+    """Object detection F1 at IoU > 0.5, pooled over frames."""
+    from cellseg import metrics
+
+    counts = [metrics.detection_counts(r, p) for r, p in zip(references, predictions)]
+    tp, fp, fn = (sum(c[key] for c in counts) for key in ("tp", "fp", "fn"))
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0

@@ -1,20 +1,28 @@
-"""Training losses for binary segmentation with per-pixel weights.
+"""Training losses with per-pixel weights, for each target of `cellseg.targets`.
 
-The target `y_true` packs the mask and the weights as two channels
-(`[..., 0]` mask in {0, 1}, `[..., 1]` weight), so Keras' loss plumbing (and its
-scaling under tf.distribute) carries the weight map with the mask.
+The target `y_true` packs the mask, the weights and the target's own channels
+(`targets.pack`: `[..., 0]` mask in {0, 1}, `[..., 1]` weight, then the class id
+or the two distance maps), so Keras' loss plumbing (and its scaling under
+tf.distribute) carries the weight map with the target.
 
-- weighted binary cross-entropy: mean of `weight * BCE(mask, sigmoid(logits))`,
-  with the U-Net weight map (class balance + border term);
-- Tversky loss (Salehi et al., 2017): `1 - TP / (TP + alpha FP + beta FN)` on
-  probabilities over the whole batch; beta > alpha costs a missed cell pixel more
-  than a false one, which suits sparse foreground. Dice is alpha = beta = 0.5.
+- binary: weighted binary cross-entropy, mean of `weight * BCE(mask,
+  sigmoid(logits))` with the U-Net weight map (class balance + border term),
+  plus the Tversky loss (Salehi et al., 2017): `1 - TP / (TP + alpha FP + beta
+  FN)` on probabilities over the whole batch; beta > alpha costs a missed cell
+  pixel more than a false one, which suits sparse foreground. Dice is alpha =
+  beta = 0.5;
+- three_class: weighted softmax cross-entropy over background / interior /
+  boundary (class-balanced weights + border term), plus the Tversky (or Dice)
+  term on the interior, whose connected parts become the seeds of the cells;
+- distance: weighted mean squared error of the cell and neighbour distances.
 """
 
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
+
+from cellseg import targets
 
 KINDS = ("bce_tversky", "bce", "dice", "tversky")
 
@@ -35,36 +43,56 @@ def tversky(mask, probabilities, alpha: float = 0.3, beta: float = 0.7, smooth: 
 
 @keras.saving.register_keras_serializable(package="cellseg")
 class SegmentationLoss(keras.losses.Loss):
-    """`kind`: bce_tversky (default), bce, dice or tversky; `y_true` is [..., 2] (mask, weights)."""
+    """`kind`: bce_tversky (default), bce, dice or tversky (cross-entropy and overlap
+    terms; a distance target has its regression loss whatever the kind);
+    `y_true` is `targets.pack`'s [..., K]."""
 
     def __init__(self, kind: str = "bce_tversky", alpha: float = 0.3, beta: float = 0.7,
-                 bce_weight: float = 1.0, overlap_weight: float = 1.0, name: str = "segmentation_loss", **kwargs):
+                 bce_weight: float = 1.0, overlap_weight: float = 1.0, target: str = "binary",
+                 name: str = "segmentation_loss", **kwargs):
         if kind not in KINDS:
             raise ValueError(f"unknown loss {kind!r}; expected one of {KINDS}")
         super().__init__(name=name, **kwargs)
         self.kind, self.alpha, self.beta = kind, alpha, beta
         self.bce_weight, self.overlap_weight = bce_weight, overlap_weight
+        self.target = targets.check(target)
 
     def call(self, y_true, y_pred):
         y_true = tf.cast(y_true, tf.float32)
         logits = tf.cast(y_pred, tf.float32)
         mask, weights = y_true[..., 0:1], y_true[..., 1:2]
-        probabilities = tf.sigmoid(logits)
-        loss = tf.constant(0.0)
-        if self.kind in ("bce_tversky", "bce"):
-            loss += self.bce_weight * weighted_bce(mask, logits, weights)
-        if self.kind in ("bce_tversky", "tversky"):
-            loss += self.overlap_weight * tversky(mask, probabilities, self.alpha, self.beta)
-        if self.kind == "dice":
-            loss += self.overlap_weight * tversky(mask, probabilities, 0.5, 0.5)
+        if self.target == "distance":
+            squared = tf.reduce_sum(tf.square(logits - y_true[..., 2:4]), axis=-1, keepdims=True)
+            loss = tf.reduce_mean(weights * squared)
+        else:
+            loss = self._classification(y_true, logits, mask, weights)
         # One value per sample, not a scalar: Keras divides a reduced loss by the
         # replica count under tf.distribute, but passes a scalar through unscaled,
         # which would multiply the gradient by the number of replicas.
         return tf.fill(tf.shape(logits)[:1], loss)
 
+    def _classification(self, y_true, logits, mask, weights):
+        if self.target == "three_class":
+            ids = tf.cast(y_true[..., 2], tf.int32)
+            cross_entropy = tf.reduce_mean(
+                weights[..., 0] * tf.nn.sparse_softmax_cross_entropy_with_logits(labels=ids, logits=logits))
+            # The overlap term watches the interior: its parts seed the cells.
+            mask = tf.cast(ids == targets.INTERIOR, tf.float32)[..., None]
+            probabilities = tf.nn.softmax(logits, axis=-1)[..., targets.INTERIOR:targets.INTERIOR + 1]
+        else:
+            cross_entropy = weighted_bce(mask, logits, weights)
+            probabilities = tf.sigmoid(logits)
+        loss = tf.constant(0.0)
+        if self.kind in ("bce_tversky", "bce"):
+            loss += self.bce_weight * cross_entropy
+        if self.kind in ("bce_tversky", "tversky"):
+            loss += self.overlap_weight * tversky(mask, probabilities, self.alpha, self.beta)
+        if self.kind == "dice":
+            loss += self.overlap_weight * tversky(mask, probabilities, 0.5, 0.5)
+        return loss
     def get_config(self):
         return {**super().get_config(), "kind": self.kind, "alpha": self.alpha, "beta": self.beta,
-                "bce_weight": self.bce_weight, "overlap_weight": self.overlap_weight}
+                "bce_weight": self.bce_weight, "overlap_weight": self.overlap_weight, "target": self.target}
 
 
 def pack_targets(mask, weights):

@@ -1,37 +1,42 @@
-"""Pixel metrics of binary segmentation, accumulated over an epoch.
+"""Pixel metrics of cell versus background, accumulated over an epoch; instance metrics.
 
 Each metric sums true/false positives and negatives over every pixel it sees
-(the mask is `y_true[..., 0]`, predictions are logits thresholded at
-probability `threshold`), so an epoch's Dice is the Dice of all its pixels, not
-a mean of per-batch values. Pixel accuracy is kept for comparison with earlier
+(the mask is `y_true[..., 0]`; a pixel is predicted a cell where the target's
+`targets.cell_score` of the network's outputs exceeds `threshold`, by default
+the target's `targets.MASK_THRESHOLDS`), so an epoch's Dice is the Dice of all
+its pixels, not a mean of per-batch values. Pixel accuracy is kept for comparison with earlier
 work; on frames that are 7 % cells it says 93 % for a blank prediction.
 """
 
 from __future__ import annotations
 
-import math
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from cellseg import targets
 
 KINDS = ("dice", "iou", "precision", "recall", "pixel_accuracy")
 
 
 @keras.saving.register_keras_serializable(package="cellseg")
 class PixelMetric(keras.metrics.Metric):
-    """One of dice, iou, precision, recall, pixel_accuracy."""
+    """One of dice, iou, precision, recall, pixel_accuracy, of a `target`'s logits."""
 
-    def __init__(self, kind: str = "dice", threshold: float = 0.5, name: str | None = None, **kwargs):
+    def __init__(self, kind: str = "dice", threshold: float | None = None, target: str = "binary",
+                 name: str | None = None, **kwargs):
         if kind not in KINDS:
             raise ValueError(f"unknown metric {kind!r}; expected one of {KINDS}")
         super().__init__(name=name or kind, **kwargs)
-        self.kind, self.threshold = kind, threshold
+        self.target = targets.check(target)
+        self.kind = kind
+        self.threshold = targets.MASK_THRESHOLDS[target] if threshold is None else threshold
         self.counts = self.add_variable(shape=(4,), initializer="zeros", name="counts")  # tp, fp, fn, tn
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         truth = tf.cast(y_true[..., 0:1], tf.float32) > 0.5
-        predicted = tf.cast(y_pred, tf.float32) > math.log(self.threshold / (1.0 - self.threshold))
+        predicted = targets.cell_score(self.target, targets.activate(self.target, y_pred)) > self.threshold
         count = lambda a, b: tf.reduce_sum(tf.cast(tf.logical_and(a, b), tf.float32))  # noqa: E731
         self.counts.assign_add(tf.stack([
             count(truth, predicted),
@@ -57,11 +62,11 @@ class PixelMetric(keras.metrics.Metric):
         self.counts.assign(tf.zeros(4))
 
     def get_config(self):
-        return {**super().get_config(), "kind": self.kind, "threshold": self.threshold}
+        return {**super().get_config(), "kind": self.kind, "threshold": self.threshold, "target": self.target}
 
 
-def pixel_metrics(threshold: float = 0.5) -> list[PixelMetric]:
-    return [PixelMetric(kind, threshold) for kind in KINDS]
+def pixel_metrics(target: str = "binary") -> list[PixelMetric]:
+    return [PixelMetric(kind, target=target) for kind in KINDS]
 
 
 # --- instance metrics (numpy) --------------------------------------------------------

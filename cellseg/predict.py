@@ -7,10 +7,16 @@ When half the overlap covers the network's receptive field, the result equals
 a prediction of the whole mirrored frame at once, without seams, while the
 model keeps one fixed input shape. `cellseg-predict` segments a CTC sequence folder, a TIFF or a glob and writes
 CTC results (`NN_RES/maskTTT.tif`), `cells.csv` and, on request, overlays.
+
+The model's target (binary, three_class or distance) comes with the model, and
+the post-processing thresholds from the run folder's `postprocess.json` (tuned
+on validation at the end of training); flags override them.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import os
 from collections.abc import Callable
@@ -18,6 +24,8 @@ from collections.abc import Callable
 import numpy as np
 
 from cellseg import ctc
+
+DEFAULT_TILE, DEFAULT_OVERLAP = 256, 64
 
 
 def tile_layout(height: int, width: int, tile: int, overlap: int):
@@ -30,17 +38,17 @@ def tile_layout(height: int, width: int, tile: int, overlap: int):
     return stride, down, across, padding
 
 
-def predict_probabilities(
+def predict_outputs(
     predict_batch: Callable[[np.ndarray], np.ndarray],
     image: np.ndarray,
     tile: int,
     overlap: int,
     batch_size: int = 4,
 ) -> np.ndarray:
-    """Per-pixel probabilities [H, W] of a 2-D image of any size.
+    """Per-pixel network outputs [H, W, C] of a 2-D image of any size.
 
-    `predict_batch` maps tiles [n, tile, tile, 1] float32 to probabilities of the
-    same shape (a Keras model's `predict_on_batch`, or an exported signature).
+    `predict_batch` maps tiles [n, tile, tile, 1] float32 to outputs [n, tile,
+    tile, C] (a Keras model's `predict_on_batch`, or an exported signature).
     """
     image = np.asarray(image, np.float32)
     height, width = image.shape
@@ -49,28 +57,59 @@ def predict_probabilities(
     padded = np.pad(image, padding, mode="symmetric")
     corners = [(row * stride, col * stride) for row in range(down) for col in range(across)]
     margin = overlap // 2
-    result = np.zeros((down * stride, across * stride), np.float32)
+    result = None
     for start in range(0, len(corners), batch_size):
         chunk = corners[start : start + batch_size]
         tiles = np.stack([padded[y : y + tile, x : x + tile] for y, x in chunk])[..., None]
-        probabilities = np.asarray(predict_batch(tiles))[..., 0]
-        for (y, x), probability in zip(chunk, probabilities):
-            result[y : y + stride, x : x + stride] = probability[margin : margin + stride, margin : margin + stride]
+        outputs = np.asarray(predict_batch(tiles), np.float32)
+        if result is None:
+            result = np.zeros((down * stride, across * stride, outputs.shape[-1]), np.float32)
+        for (y, x), output in zip(chunk, outputs):
+            result[y : y + stride, x : x + stride] = output[margin : margin + stride, margin : margin + stride]
     return result[:height, :width]
 
 
 # --- models, frames and what is written per frame --------------------------------------
 
 
-def load_predictor(path: str, tile: int):
-    """A function tiles [n, tile, tile, 1] -> probabilities, from a `best.keras` or an `export/` folder.
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """A loaded model: `predict` maps tiles [n, tile, tile, 1] to outputs [n, tile, tile, C]."""
 
-    Raises ValueError naming `path` when it is not a cellseg model.
+    predict: Callable[[np.ndarray], np.ndarray]
+    target: str
+    postprocess: dict | None  # the run folder's postprocess.json, when there is one
+    path: str
+
+
+def load_model(path: str, tile: int) -> Model:
+    """A model from a run folder, its `checkpoints/best.keras`, or its `export/` folder.
+
+    The target comes with the model (an export's output channels tell it); the
+    tuned thresholds from `postprocess.json` in the run folder. Raises
+    ValueError naming `path` when it is not a cellseg model.
     """
+    if os.path.isdir(path) and os.path.exists(os.path.join(path, "checkpoints", "best.keras")):
+        path = os.path.join(path, "checkpoints", "best.keras")
+    predict_batch, target = _load(path, tile)
+    base = os.path.normpath(path)
+    run_dir = os.path.dirname(os.path.dirname(base)) if base.endswith(".keras") else os.path.dirname(base)
+    tuned = os.path.join(run_dir, "postprocess.json")
+    postprocess = None
+    if os.path.exists(tuned):
+        with open(tuned) as handle:
+            postprocess = json.load(handle)
+        if postprocess.get("target") != target:
+            raise ValueError(f"{tuned} is for target {postprocess.get('target')}, but {path} predicts {target}")
+    return Model(predict_batch, target, postprocess, path)
+
+
+def _load(path: str, tile: int):
+    """(tiles -> outputs function, target) of a `.keras` file or an export folder."""
     import keras
     import tensorflow as tf
 
-    from cellseg import training  # registers the cellseg classes with Keras
+    from cellseg import targets, training  # training registers the cellseg classes with Keras
 
     if os.path.isdir(path):
         try:
@@ -81,8 +120,12 @@ def load_predictor(path: str, tile: int):
         size = serve.input_signature[0].shape[1] if getattr(serve, "input_signature", None) else None
         if size is not None and size != tile:
             raise ValueError(f"{path}: an export predicts {size} x {size} tiles; pass --tile_size={size}")
+        channels = serve(tf.zeros([1, size or tile, size or tile, 1])).shape[-1]
+        by_channels = {count: name for name, count in targets.CHANNELS.items()}
+        if channels not in by_channels:
+            raise ValueError(f"{path}: an export with {channels} output channels is not a cellseg model")
         # The loaded object owns the variables: the closure keeps it alive.
-        return lambda tiles, _owner=exported: serve(tf.constant(tiles)).numpy()
+        return (lambda tiles, _owner=exported: serve(tf.constant(tiles)).numpy()), by_channels[channels]
     try:
         model = keras.models.load_model(path, compile=False)  # prediction needs no optimizer
     except Exception as error:
@@ -92,18 +135,30 @@ def load_predictor(path: str, tile: int):
     depth = model.architecture["depth"]
     if tile % 2**depth:
         raise ValueError(f"--tile_size={tile} must be a multiple of {2**depth} for this model")
-    probabilities = training.probability_model(model, tile)
-    return lambda tiles: probabilities.predict_on_batch(tiles)
+    network = training.output_model(model, tile)
+    return network.predict_on_batch, model.target
 
 
-def segment(raw: np.ndarray, predictor, tile: int, overlap: int, settings, percentiles=(2.0, 98.0)):
-    """(probabilities, labels) of a raw frame: the converter's stretch, tiles, instances."""
+def postprocess_settings(model: Model, overrides: dict | None = None):
+    """The model's tuned `instances.Postprocess` (its target's defaults without postprocess.json), with overrides.
+
+    `overrides` maps mask_threshold, seed_threshold, min_size to values; None keeps the tuned one.
+    """
+    from cellseg import instances
+
+    values = dict(model.postprocess or {"target": model.target})
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return instances.Postprocess.from_dict(values)
+
+
+def segment(raw: np.ndarray, model: Model, tile: int, overlap: int, settings, percentiles=(2.0, 98.0)):
+    """(network outputs [H, W, C], labels) of a raw frame: the converter's stretch, tiles, instances."""
     from cellseg import instances, preprocess, schema
 
     image, _ = preprocess.percentile_stretch(raw, *percentiles)
     image = schema.dequantize(schema.quantize(image))  # exactly what training read from the records
-    probabilities = predict_probabilities(predictor, image, tile, overlap)
-    return probabilities, instances.labels_from_probabilities(probabilities, settings)
+    outputs = predict_outputs(model.predict, image, tile, overlap)
+    return outputs, instances.labels_from_outputs(outputs, settings)
 
 
 CELL_COLUMNS = ("frame", "label", "area", "centroid_x", "centroid_y", "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1",
@@ -175,9 +230,13 @@ def result_path(source: str, output_dir: str, name: str) -> str:
     return os.path.join(output_dir, "labels", f"{name}.tif")
 
 
-def run_prediction(source: str, model_path: str, output_dir: str, tile: int, overlap: int, settings,
-                   overlays: bool = False, progress=None) -> dict:
-    """Segment every frame of `source` into `output_dir`; returns counts and the frames that failed."""
+def run_prediction(source: str, model_path: str, output_dir: str, tile: int = DEFAULT_TILE,
+                   overlap: int = DEFAULT_OVERLAP, overrides: dict | None = None, overlays: bool = False,
+                   progress=None) -> dict:
+    """Segment every frame of `source` into `output_dir`; returns counts, the settings and the frames that failed.
+
+    `overrides` replace the tuned post-processing thresholds (see `postprocess_settings`).
+    """
     import csv
 
     from PIL import Image
@@ -185,7 +244,8 @@ def run_prediction(source: str, model_path: str, output_dir: str, tile: int, ove
     from cellseg import tiff
 
     frames = list_frames(source)
-    predictor = load_predictor(model_path, tile)
+    model = load_model(model_path, tile)
+    settings = postprocess_settings(model, overrides)
     rows, failed = [], []
     for done, (name, path) in enumerate(frames, start=1):
         try:
@@ -193,7 +253,7 @@ def run_prediction(source: str, model_path: str, output_dir: str, tile: int, ove
         except ValueError as error:
             failed.append(str(error))
             continue
-        _, labels = segment(raw, predictor, tile, overlap, settings)
+        _, labels = segment(raw, model, tile, overlap, settings)
         out = result_path(source, output_dir, name)
         os.makedirs(os.path.dirname(out), exist_ok=True)
         tiff.write_labels(out, labels)
@@ -208,7 +268,9 @@ def run_prediction(source: str, model_path: str, output_dir: str, tile: int, ove
         writer = csv.DictWriter(handle, fieldnames=CELL_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    return {"frames": len(frames) - len(failed), "cells": len(rows), "failed": failed}
+    return {"frames": len(frames) - len(failed), "cells": len(rows), "failed": failed,
+            "target": model.target, "postprocess": settings.to_dict(),
+            "tuned": model.postprocess is not None}
 
 
 # --- command line -------------------------------------------------------------------------
@@ -217,16 +279,17 @@ def run_prediction(source: str, model_path: str, output_dir: str, tile: int, ove
 def _define_flags():
     from absl import flags
 
-    flags.DEFINE_string("model", None, "A cellseg model: checkpoints/best.keras, or an export/ folder.")
+    flags.DEFINE_string("model", None, "A cellseg model: a run folder, its checkpoints/best.keras, or its export/.")
     flags.DEFINE_string("input", None, "A CTC sequence folder (e.g. data/X/02), a TIFF, or a glob of TIFFs.")
     flags.DEFINE_string("output_dir", None, "Where NN_RES/ (or labels/), cells.csv and overlays/ go.")
-    flags.DEFINE_integer("tile_size", 256, "Square tile side; a multiple of 2**depth.", lower_bound=16)
-    flags.DEFINE_integer("overlap", 64, "Overlap of neighbouring tiles (even); half of it is the seam margin.",
-                         lower_bound=0)
-    flags.DEFINE_float("threshold", 0.5, "Cell probability threshold.", lower_bound=0.0, upper_bound=1.0)
-    flags.DEFINE_float("seed_height", 2.0, "Pixels a distance maximum must rise to seed its own cell.",
-                       lower_bound=0.0)
-    flags.DEFINE_integer("min_size", 10, "Objects of fewer pixels are dropped.", lower_bound=0)
+    flags.DEFINE_integer("tile_size", DEFAULT_TILE, "Square tile side; a multiple of 2**depth.", lower_bound=16)
+    flags.DEFINE_integer("overlap", DEFAULT_OVERLAP, "Overlap of neighbouring tiles (even); half of it is the seam "
+                         "margin.", lower_bound=0)
+    flags.DEFINE_float("mask_threshold", None, "Cell mask threshold: cell probability (binary, three_class) or "
+                       "cell distance (distance). Default: postprocess.json, else the target's default.")
+    flags.DEFINE_float("seed_threshold", None, "Seed threshold: h-maxima height in px (binary), interior "
+                       "probability (three_class), cell minus neighbour distance (distance). Default: as above.")
+    flags.DEFINE_integer("min_size", None, "Objects of fewer pixels are dropped. Default: as above.", lower_bound=0)
     flags.DEFINE_bool("overlays", False, "Write overlays/<frame>.png with cell contours over each frame.")
     flags.mark_flags_as_required(["model", "input", "output_dir"])
 
@@ -237,7 +300,6 @@ def _main(argv):
     from absl import app, flags
     from absl import logging as absl_logging
 
-    from cellseg import instances
     from cellseg.progress import Progress
 
     if len(argv) > 1:
@@ -246,11 +308,17 @@ def _main(argv):
     if not FLAGS["verbosity"].present:
         absl_logging.set_verbosity(absl_logging.WARNING)
     try:
-        settings = instances.Postprocess(FLAGS.threshold, FLAGS.seed_height, FLAGS.min_size)
+        overrides = {"mask_threshold": FLAGS.mask_threshold, "seed_threshold": FLAGS.seed_threshold,
+                     "min_size": FLAGS.min_size}
         result = run_prediction(FLAGS.input, FLAGS.model, FLAGS.output_dir, FLAGS.tile_size, FLAGS.overlap,
-                                settings, FLAGS.overlays, Progress("segmenting frames"))
+                                overrides, FLAGS.overlays, Progress("segmenting frames"))
     except ValueError as error:
         sys.exit(f"cellseg-predict: {error}")
+    settings = result["postprocess"]
+    source = "tuned on validation (postprocess.json)" if result["tuned"] else "the target's defaults"
+    print(f"target {result['target']}; post-processing: mask threshold {settings['mask_threshold']:g}, "
+          f"seed threshold {settings['seed_threshold']:g}, min size {settings['min_size']} px ({source}"
+          f"{', with flags' if any(v is not None for v in overrides.values()) else ''})")
     print(f"segmented {result['frames']} frame(s), {result['cells']} cells; "
           f"labels and cells.csv in {FLAGS.output_dir}")
     if result["failed"]:

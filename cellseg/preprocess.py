@@ -47,7 +47,13 @@ def balanced_class_weights(foreground_fraction: float) -> tuple[float, float]:
     0.5 / 0.93 = 0.54, so predicting all background no longer looks good.
     """
     fraction = min(max(float(foreground_fraction), 1e-6), 1.0 - 1e-6)
-    return 0.5 / (1.0 - fraction), 0.5 / fraction
+    return balanced_weights([1.0 - fraction, fraction])
+
+
+def balanced_weights(fractions) -> tuple[float, ...]:
+    """Per-class weights `1 / (K f_c)` under which each of the K classes weighs 1/K of the loss."""
+    fractions = [max(float(f), 1e-6) for f in fractions]
+    return tuple(1.0 / (len(fractions) * f) for f in fractions)
 
 
 def border_weight_map(

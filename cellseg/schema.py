@@ -12,7 +12,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: cell and neighbour distance maps
 
 # The stretched image is in [0, 1]; 16 bits keep every level of a 16-bit source
 # whose 2..98 % range spans up to 65535 grey values.
@@ -35,6 +35,10 @@ FIELDS = (
     Field("image", "array", "<u2", "percentile-stretched image, round(x * 65535), H x W"),
     Field("labels", "array", "<u2", "instance labels, 0 = background, H x W"),
     Field("weights", "array", "<f2", "border weight map (class weights 1), H x W; absent = 1", True),
+    Field("cell_distance", "array", "<f2", "distance to the cell's border, 1 at its centre, H x W; absent = 0",
+          True),
+    Field("neighbour_distance", "array", "<f2", "closeness of the nearest other cell in [0, 1], H x W; absent = 0",
+          True),
     Field("height", "int", doc="frame height H in pixels"),
     Field("width", "int", doc="frame width W in pixels"),
     Field("dataset", "str", doc="dataset folder name, e.g. Fluo-N2DH-GOWT1"),
@@ -77,18 +81,22 @@ def encode(
     percentiles: tuple[float, float],
     intensities: tuple[float, float],
     weights: np.ndarray | None = None,
+    distances: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> bytes:
     """A serialized tf.train.Example of one preprocessed frame.
 
     `image` is the stretched float image in [0, 1]; `labels` the instance labels;
-    `weights` the optional border weight map, all of the same H x W shape.
+    `weights` the optional border weight map, `distances` the optional (cell,
+    neighbour) distance maps of `cellseg.targets`, all of the same H x W shape.
     """
     image = np.asarray(image)
     labels = np.asarray(labels)
     if image.ndim != 2 or labels.shape != image.shape:
         raise SchemaError(f"image {image.shape} and labels {labels.shape} must be equal 2-D shapes")
-    if weights is not None and np.shape(weights) != image.shape:
-        raise SchemaError(f"weights {np.shape(weights)} must have the image's shape {image.shape}")
+    cell, neighbour = distances if distances is not None else (None, None)
+    for name, value in (("weights", weights), ("cell_distance", cell), ("neighbour_distance", neighbour)):
+        if value is not None and np.shape(value) != image.shape:
+            raise SchemaError(f"{name} {np.shape(value)} must have the image's shape {image.shape}")
     if labels.size and (labels.min() < 0 or labels.max() > 65535):
         raise SchemaError("labels must lie in 0..65535 to be stored as uint16")
     values = {
@@ -96,6 +104,8 @@ def encode(
         "image": quantize(image),
         "labels": labels,
         "weights": weights,
+        "cell_distance": cell,
+        "neighbour_distance": neighbour,
         "height": image.shape[0],
         "width": image.shape[1],
         "dataset": dataset,
@@ -142,8 +152,9 @@ def decode(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
     """Parse one serialized example into tensors; usable inside tf.data.map.
 
     Returns `image` (float32, H x W x 1, [0, 1]), `labels` (int32, H x W x 1),
-    `weights` (float32, H x W x 1; ones where the record has none) and the scalar
-    metadata fields. Raises InvalidArgumentError for another schema version.
+    `weights` (float32, H x W x 1; ones where the record has none),
+    `cell_distance` and `neighbour_distance` (float32, H x W x 1; zeros where the
+    record has none) and the scalar metadata fields. Raises InvalidArgumentError for another schema version.
     """
     # The version is parsed and checked alone first, so that a record of another
     # version is refused by this message rather than by a missing-feature error.
@@ -170,7 +181,8 @@ def decode(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         out[field.name] = value
     out["image"] = tf.cast(out["image"], tf.float32) / IMAGE_SCALE
     out["labels"] = tf.cast(out["labels"], tf.int32)
-    out["weights"] = tf.cast(out["weights"], tf.float32)
+    for name in ("weights", "cell_distance", "neighbour_distance"):
+        out[name] = tf.cast(out[name], tf.float32)
     return out
 
 
@@ -182,7 +194,8 @@ def _decode_array(field: Field, raw: tf.Tensor, shape: tf.Tensor) -> tf.Tensor:
 
     if not field.optional:
         return present()
-    return tf.cond(tf.strings.length(raw) > 0, present, lambda: tf.ones(shape, dtype))
+    absent = tf.ones if field.name == "weights" else tf.zeros
+    return tf.cond(tf.strings.length(raw) > 0, present, lambda: absent(shape, dtype))
 
 
 def check_version(version: int, where: str) -> None:

@@ -25,6 +25,8 @@ _HEIGHT = flags.DEFINE_integer("height", 256, "Frame height in pixels.", lower_b
 _WIDTH = flags.DEFINE_integer("width", 256, "Frame width in pixels.", lower_bound=32)
 _SEED = flags.DEFINE_integer("seed", 0, "Random seed; the same seed writes the same dataset.")
 _GOLD_EVERY = flags.DEFINE_integer("gold_every", 3, "Gold truth on every n-th frame (silver on all).", lower_bound=1)
+_DENSITY = flags.DEFINE_float("density", 1.0, "Multiplies the kind's cell density: 2-3 gives crowded, touching cells.",
+                              lower_bound=0.1, upper_bound=4.0)
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace --output_dir if it already holds a CTC dataset.")
 flags.mark_flag_as_required("output_dir")
 
@@ -42,6 +44,7 @@ def main(argv):
         width=_WIDTH.value,
         seed=_SEED.value,
         gold_every=_GOLD_EVERY.value,
+        density=_DENSITY.value,
     )
     start = time.monotonic()
     synthetic.write_dataset(output_dir, config, progress=Progress("synthesising frames"))

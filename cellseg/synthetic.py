@@ -58,6 +58,7 @@ class Config:
     width: int = 256
     seed: int = 0
     gold_every: int = 3
+    density: float = 1.0  # multiplies the kind's foreground fraction: 2-3 gives crowded, touching cells
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -68,6 +69,8 @@ class Config:
             raise ValueError(f"frames must be at least 1, got {self.frames}")
         if min(self.height, self.width) < 32:
             raise ValueError(f"frames must be at least 32 x 32 pixels, got {self.height} x {self.width}")
+        if not 0.1 <= self.density <= 4.0:
+            raise ValueError(f"density must be in 0.1..4, got {self.density}")
         if self.gold_every < 1:
             raise ValueError(f"gold_every must be at least 1, got {self.gold_every}")
 
@@ -105,7 +108,7 @@ class Simulation:
         config, rng = self.config, self.rng
         kind = FLUO if config.kind == "fluo" else PHC
         shape = (config.height, config.width)
-        target_area = rng.uniform(*kind.foreground) * shape[0] * shape[1]
+        target_area = rng.uniform(*kind.foreground) * self.config.density * shape[0] * shape[1]
         population = _Population(rng, kind, shape, target_area)
         render = _render_fluo if config.kind == "fluo" else _render_phc
         illumination = _smooth_field(rng, shape, scale=max(shape) / 3)

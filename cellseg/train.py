@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 from absl import logging as absl_logging  # noqa: E402
 
-from cellseg import augment, losses, training  # noqa: E402
+from cellseg import augment, losses, targets, training  # noqa: E402
 
 _DEFAULTS = training.Config(records_dir="", model_dir="")
 _FLAGS = [
@@ -40,7 +40,11 @@ _FLAGS = [
                        "Batch-norm moving-average momentum (0.9 settles within a few hundred steps).",
                        lower_bound=0, upper_bound=1),
     flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Adam learning rate.", lower_bound=0),
-    flags.DEFINE_enum("loss", _DEFAULTS.loss, losses.KINDS, "Training loss."),
+    flags.DEFINE_enum("target", _DEFAULTS.target, targets.TARGETS,
+                      "What the network learns: binary (cell / background), three_class (background / interior / "
+                      "boundary) or distance (cell and neighbour distance maps; needs records with distance maps)."),
+    flags.DEFINE_enum("loss", _DEFAULTS.loss, losses.KINDS,
+                      "Cross-entropy and overlap terms (binary, three_class); distance regresses whatever this is."),
     flags.DEFINE_float("tversky_alpha", _DEFAULTS.tversky_alpha, "Tversky weight of false positives."),
     flags.DEFINE_float("tversky_beta", _DEFAULTS.tversky_beta, "Tversky weight of false negatives."),
     flags.DEFINE_float("bce_weight", _DEFAULTS.bce_weight, "Weight of the weighted cross-entropy term.",
@@ -72,6 +76,8 @@ _FLAGS = [
     flags.DEFINE_integer("validation_images", _DEFAULTS.validation_images,
                          "Validation tiles shown in TensorBoard each epoch.", lower_bound=0),
     flags.DEFINE_integer("profile_batch", 0, "Profile this batch in TensorBoard (0: off).", lower_bound=0),
+    flags.DEFINE_bool("tune_postprocessing", True, "At the end, choose the post-processing thresholds that maximise "
+                      "SEG on the whole validation frames (postprocess.json)."),
 ]
 flags.mark_flags_as_required(["records_dir", "model_dir"])
 
@@ -107,7 +113,12 @@ def main(argv):
         print("\nvalidation (best checkpoint, inference mode):")
         for name, value in result["validation"].items():
             print(f"  {name:<16} {value:.4f}")
-        print(f"\nrun folder: {config.model_dir} (metrics.json, checkpoints/best.keras, export/)")
+        tuned = result.get("postprocess")
+        if tuned:
+            print(f"\npost-processing ({tuned['target']}) tuned on {tuned['frames']} validation frame(s): "
+                  f"mask threshold {tuned['mask_threshold']:g}, seed threshold {tuned['seed_threshold']:g}, "
+                  f"min size {tuned['min_size']} px; SEG {tuned['seg']:.3f}")
+        print(f"\nrun folder: {config.model_dir} (metrics.json, postprocess.json, checkpoints/best.keras, export/)")
         print(f"TensorBoard: tensorboard --logdir {os.path.join(config.model_dir, 'tensorboard')}")
 
 

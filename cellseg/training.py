@@ -2,10 +2,13 @@
 
 `train(config)` does the whole run: builds the strategy (the one place that
 knows about distribution), the input pipelines, the model and its callbacks,
-fits, then writes `metrics.json` and the SavedModel export. The training step
-augments each replica's batch on its own device (`cellseg.augment`) before the
-forward pass, with a stateless seed made of the run's seed, the replica and the
-step, so a run is reproducible and replicas see different deformations.
+fits, then writes `metrics.json`, tunes the post-processing thresholds on the
+whole validation frames (`postprocess.json`) and writes the SavedModel export.
+The training step augments each replica's batch on its own device
+(`cellseg.augment`) and derives the target from the augmented labels there
+(`cellseg.targets`) before the forward pass, with a stateless seed made of the
+run's seed, the replica and the step, so a run is reproducible and replicas see
+different deformations.
 
 Run folder (`model_dir`):
 
@@ -15,7 +18,8 @@ Run folder (`model_dir`):
     log.csv                  one row of metrics per epoch
     flags.txt                the command line's flags (written by cellseg-train)
     metrics.json             best and final validation metrics (inference mode)
-    export/                  SavedModel for serving: image in [0, 1] -> cell probability
+    postprocess.json         the target and the post-processing thresholds tuned on validation, with the SEG reached
+    export/                  SavedModel for serving: image in [0, 1] -> the target's outputs
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ import os
 import sys
 
 import keras
+import numpy as np
 import tensorflow as tf
 
-from cellseg import augment, data, losses, metrics, model
+from cellseg import augment, data, losses, metrics, model, schema, targets
 
 STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
 
@@ -48,6 +53,7 @@ class Config:
     transposed: bool = False
     batch_norm_momentum: float = 0.9
     learning_rate: float = 1e-4
+    target: str = "binary"
     loss: str = "bce_tversky"
     tversky_alpha: float = 0.3
     tversky_beta: float = 0.7
@@ -64,6 +70,7 @@ class Config:
     validation_images: int = 3
     profile_batch: int = 0
     shuffle_buffer: int = 256
+    tune_postprocessing: bool = True
 
     def __post_init__(self):
         if self.patch_size < 2**self.depth or self.patch_size % 2**self.depth:
@@ -74,6 +81,8 @@ class Config:
             raise ValueError(f"--epochs must be positive, got {self.epochs}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown --strategy={self.strategy}; expected one of {', '.join(STRATEGIES)}")
+        if self.target not in targets.TARGETS:
+            raise ValueError(f"unknown --target={self.target}; expected one of {', '.join(targets.TARGETS)}")
         if self.loss not in losses.KINDS:
             raise ValueError(f"unknown --loss={self.loss}; expected one of {', '.join(losses.KINDS)}")
 
@@ -145,16 +154,19 @@ def is_chief() -> bool:
 class Segmenter(keras.Model):
     """A U-Net whose training step augments each replica's batch on its device.
 
-    Batches are (image, mask, weights); the targets reach the loss and the
-    metrics packed as (mask, weights) channels.
+    Batches are (image, labels, maps) (`cellseg.data`); after augmentation the
+    target reaches the loss and the metrics as `targets.pack`'s channels. The
+    network has one output channel per channel of its `target`.
     """
 
     def __init__(self, patch_size: int, base_filters: int = 16, depth: int = 4, dropout: float = 0.0,
                  transposed: bool = False, momentum: float = 0.9, augmentation: dict | None = None,
-                 seed: int = 0, **kwargs):
+                 seed: int = 0, target: str = "binary", class_weights=(1.0, 1.0), **kwargs):
         super().__init__(**kwargs)
+        self.target = targets.check(target)
+        self.class_weights = tuple(float(w) for w in class_weights)
         self.architecture = dict(size=patch_size, base_filters=base_filters, depth=depth, dropout=dropout,
-                                 transposed=transposed, momentum=momentum)
+                                 transposed=transposed, momentum=momentum, outputs=targets.CHANNELS[target])
         self.unet = model.build_unet(**self.architecture)
         self.augmentation = augment.Config(**(augmentation or {}))
         self.seed = seed
@@ -163,13 +175,29 @@ class Segmenter(keras.Model):
         return self.unet(images, training=training)
 
     def train_step(self, batch):
-        images, masks, weights = batch
-        images, masks, weights = augment.augment(images, masks, weights, self._step_seed(), self.augmentation)
-        return super().train_step((images, losses.pack_targets(masks, weights)))
+        images, labels, maps = batch
+        images, labels, maps = augment.augment(images, labels, maps, self._step_seed(), self.augmentation)
+        return super().train_step((images, self.pack(labels, maps)))
 
     def test_step(self, batch):
-        images, masks, weights = batch
-        return super().test_step((images, losses.pack_targets(masks, weights)))
+        images, labels, maps = batch
+        return super().test_step((images, self.pack(labels, maps)))
+
+    def pack(self, labels, maps):
+        """`y_true` of the loss and metrics from (augmented) labels and maps."""
+        return targets.pack(self.target, labels, maps, self.class_weights)
+
+    def _symbolic_build(self, iterator=None, data_batch=None):
+        # Keras builds the loss and metrics from the first batch's shapes, taking
+        # (image, labels, maps) for (x, y, sample_weight); they read the packed
+        # `y_true` instead, so build them from its shape.
+        if data_batch is None:
+            for _, _, batches in iterator:
+                data_batch = batches[0] if isinstance(batches, (list, tuple)) else next(batches)
+                break
+        images, labels = data_batch[0], data_batch[1]
+        packed = keras.KerasTensor(tuple(labels.shape[:-1]) + (targets.PACKED_CHANNELS[self.target],), "float32")
+        return super()._symbolic_build(data_batch=(keras.KerasTensor(images.shape, "float32"), packed))
 
     def _step_seed(self):
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
@@ -178,35 +206,50 @@ class Segmenter(keras.Model):
 
     def get_config(self):
         architecture = dict(self.architecture)
+        architecture.pop("outputs")
         return {**super().get_config(), "patch_size": architecture.pop("size"), **architecture,
-                "augmentation": dataclasses.asdict(self.augmentation), "seed": self.seed}
+                "augmentation": dataclasses.asdict(self.augmentation), "seed": self.seed,
+                "target": self.target, "class_weights": list(self.class_weights)}
 
 
-def probability_model(segmenter: Segmenter, size: int | None = None) -> keras.Model:
-    """The U-Net with a sigmoid on top, optionally rebuilt for `size` x `size` inputs."""
+_ACTIVATIONS = {"binary": "sigmoid", "three_class": "softmax", "distance": "linear"}
+
+
+def output_model(segmenter: Segmenter, size: int | None = None) -> keras.Model:
+    """The U-Net with its target's activation on top (`targets.activate`), optionally for `size` x `size` inputs.
+
+    Outputs: the cell probability (binary), the background / interior / boundary
+    probabilities (three_class), or the cell and neighbour distances (distance).
+    """
     unet = segmenter.unet
     if size is not None and size != unet.input.shape[1]:
         unet = model.build_unet(**{**segmenter.architecture, "size": size})
         unet.set_weights(segmenter.unet.get_weights())
-    probabilities = keras.layers.Activation("sigmoid", dtype="float32", name="probability")(unet.output)
-    return keras.Model(unet.input, probabilities, name="cellseg_probability")
+    outputs = keras.layers.Activation(_ACTIVATIONS[segmenter.target], dtype="float32", name="outputs")(unet.output)
+    return keras.Model(unet.input, outputs, name=f"cellseg_{segmenter.target}")
 
 
 # --- callbacks --------------------------------------------------------------------------
 
 
 class ValidationImages(keras.callbacks.Callback):
-    """Each epoch, a few validation tiles in TensorBoard: image | target | predicted mask."""
+    """Each epoch, a few validation tiles in TensorBoard: image | target | prediction.
+
+    The target and prediction panels show the cell mask (binary), the classes
+    (three_class: background black, interior grey, boundary white) or the cell
+    distance (distance).
+    """
 
     def __init__(self, log_dir: str, batch, count: int):
         super().__init__()
         self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "images"))
-        self.images, self.masks = batch[0][:count], batch[1][:count]
+        self.images, self.labels, self.maps = (tensor[:count] for tensor in batch)
 
     def on_epoch_end(self, epoch, logs=None):
-        probabilities = tf.sigmoid(self.model(self.images, training=False))
-        predicted = tf.cast(probabilities > 0.5, tf.float32)
-        panels = tf.concat([self.images, self.masks, predicted], axis=2)  # side by side
+        target = self.model.target
+        outputs = targets.activate(target, self.model(self.images, training=False))
+        truth, predicted = targets.picture(target, self.model.pack(self.labels, self.maps), outputs)
+        panels = tf.concat([self.images, truth, predicted], axis=2)  # side by side
         with self.writer.as_default():
             tf.summary.image("validation: image | target | prediction", panels, step=epoch,
                              max_outputs=len(self.images))
@@ -258,26 +301,32 @@ def train(config: Config, extra_callbacks=(), log=print) -> dict:
     steps = config.steps_per_epoch or max(1, data.patches_per_epoch(records, config.patch_size) // global_batch)
     log(f"{replicas} replica(s) ({type(strategy).__name__}); global batch {global_batch} = "
         f"{config.per_replica_batch_size} per replica x {replicas}; {steps} steps per epoch")
-    background, foreground = records.class_weights
-    log(f"class weights: background {background:.3f}, cells {foreground:.3f} "
-        f"(training foreground fraction {records.description['foreground_fraction']:.1%})")
+    distances = config.target == "distance"
+    if distances and not records.has_distances:
+        raise ValueError(f"{config.records_dir} holds no distance maps (converted with --nodistance_maps); "
+                         "convert again, or train another --target")
+    class_weights = records.class_weights(config.target)
+    names = ("background", "interior", "boundary") if config.target == "three_class" else ("background", "cells")
+    log(f"target {config.target}; class weights: " + ", ".join(f"{n} {w:.3f}" for n, w in zip(names, class_weights))
+        + f" (training foreground fraction {records.description['foreground_fraction']:.1%})")
 
     workers = worker_count()
     train_set = data.training_dataset(records, config.patch_size, global_batch, seed=config.seed,
-                                      shuffle_buffer=config.shuffle_buffer, num_workers=workers)
-    val_set = data.validation_dataset(records, config.patch_size, global_batch, num_workers=workers)
+                                      shuffle_buffer=config.shuffle_buffer, num_workers=workers, distances=distances)
+    val_set = data.validation_dataset(records, config.patch_size, global_batch, num_workers=workers,
+                                      distances=distances)
     validation_batch = next(iter(val_set))
     chief = is_chief()
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         segmenter = Segmenter(config.patch_size, config.base_filters, config.depth, config.dropout,
                               config.transposed, config.batch_norm_momentum,
-                              dataclasses.asdict(config.augmentation), config.seed)
+                              dataclasses.asdict(config.augmentation), config.seed, config.target, class_weights)
         segmenter.compile(
             optimizer=keras.optimizers.Adam(config.learning_rate),
             loss=losses.SegmentationLoss(config.loss, config.tversky_alpha, config.tversky_beta,
-                                         config.bce_weight, config.overlap_weight),
-            metrics=metrics.pixel_metrics(),
+                                         config.bce_weight, config.overlap_weight, config.target),
+            metrics=metrics.pixel_metrics(config.target),
             jit_compile=config.jit_compile,
         )
     # Keras distributes the datasets over the replicas itself (each batch is global).
@@ -292,7 +341,7 @@ def train(config: Config, extra_callbacks=(), log=print) -> dict:
     )
     if not chief:
         return {}
-    return finish(config, records)
+    return finish(config, records, log)
 
 
 def read_log(model_dir: str) -> list[dict]:
@@ -304,11 +353,12 @@ def read_log(model_dir: str) -> list[dict]:
         return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]
 
 
-def finish(config: Config, records: data.Records) -> dict:
-    """Evaluate the best checkpoint in inference mode, write metrics.json and the export."""
+def finish(config: Config, records: data.Records, log=print) -> dict:
+    """Evaluate the best checkpoint in inference mode; write metrics.json, postprocess.json and the export."""
     best_path = os.path.join(config.model_dir, "checkpoints", "best.keras")
     best = keras.models.load_model(best_path)
-    val_set = data.validation_dataset(records, config.patch_size, config.per_replica_batch_size)
+    val_set = data.validation_dataset(records, config.patch_size, config.per_replica_batch_size,
+                                      distances=config.target == "distance")
     evaluated = best.evaluate(val_set, return_dict=True, verbose=0)
     epochs = read_log(config.model_dir)
     best_row = max(epochs, key=lambda row: row.get("val_dice", -1.0)) if epochs else {}
@@ -318,10 +368,46 @@ def finish(config: Config, records: data.Records) -> dict:
         "validation": {k: float(v) for k, v in evaluated.items()},
         "final_epoch": epochs[-1] if epochs else {},
         "epochs_run": len(epochs),
-        "class_weights": list(records.class_weights),
+        "target": best.target,
+        "class_weights": list(best.class_weights),
         "records_dir": config.records_dir,
     }
+    if config.tune_postprocessing:
+        result["postprocess"] = tune_postprocessing(best, records, config.model_dir, log)
     with open(os.path.join(config.model_dir, "metrics.json"), "w") as handle:
         json.dump(result, handle, indent=2)
-    probability_model(best).export(os.path.join(config.model_dir, "export"), verbose=False)
+    output_model(best).export(os.path.join(config.model_dir, "export"), verbose=False)
     return result
+
+
+def validation_frames(records: data.Records):
+    """(image [H, W], labels [H, W]) numpy pairs of every whole validation frame."""
+    files = tf.data.TFRecordDataset(list(records.val), compression_type=records.compression)
+    for example in files.map(schema.decode):
+        yield example["image"].numpy()[..., 0], example["labels"].numpy()[..., 0]
+
+
+def tune_postprocessing(segmenter: Segmenter, records: data.Records, model_dir: str, log=print) -> dict:
+    """Choose the post-processing thresholds that maximise SEG on the whole validation frames.
+
+    The frames are predicted as `cellseg-predict` does (overlap-tile at its
+    default tile size); the result goes to `postprocess.json`.
+    """
+    from cellseg import instances, predict
+
+    depth = segmenter.architecture["depth"]
+    tile = -(-predict.DEFAULT_TILE // 2**depth) * 2**depth
+    network = output_model(segmenter, tile)
+    outputs, references = [], []
+    for image, labels in validation_frames(records):
+        outputs.append(predict.predict_outputs(network.predict_on_batch, image, tile, predict.DEFAULT_OVERLAP))
+        references.append(labels)
+    settings, seg = instances.tune(outputs, references, segmenter.target)
+    tuned = {**settings.to_dict(), "seg": seg, "frames": len(outputs),
+             "objects": int(sum(len(np.unique(r[r > 0])) for r in references))}
+    with open(os.path.join(model_dir, "postprocess.json"), "w") as handle:
+        json.dump(tuned, handle, indent=2)
+    log(f"post-processing tuned on {len(outputs)} validation frame(s): "
+        + ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in settings.to_dict().items())
+        + f"; SEG {seg:.3f}")
+    return tuned

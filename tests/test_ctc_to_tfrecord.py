@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
+from skimage import segmentation
 
 from beam_pipelines import ctc_to_tfrecord as convert
-from cellseg import ctc, preprocess, schema, synthetic, tiff
+from cellseg import ctc, preprocess, schema, synthetic, targets, tiff
 
 
 def read_records(directory, split):
@@ -53,6 +54,8 @@ def test_counts_add_up_and_every_record_equals_numpy_preprocessing(fluo_dataset,
         np.testing.assert_array_equal(record["image"][..., 0], schema.dequantize(schema.quantize(image)))
         np.testing.assert_array_equal(record["labels"][..., 0], labels)
         np.testing.assert_array_equal(record["weights"][..., 0], weights.astype(np.float16).astype(np.float32))
+        for name, value in zip(("cell_distance", "neighbour_distance"), targets.distance_maps(labels)):
+            np.testing.assert_array_equal(record[name][..., 0], value.astype(np.float16).astype(np.float32))
         assert record["truth"].decode() == truth == ("gold" if frame.index % 3 == 0 else "silver")
         assert (record["intensity_low"], record["intensity_high"]) == (np.float32(lo), np.float32(hi))
         assert record["dataset"] == b"Fluo-N2DH-SYNTH" and record["source_dtype"] == b"uint16"
@@ -70,6 +73,10 @@ def test_dataset_json_describes_the_conversion(fluo_dataset, converted):
     train = read_records(out, "train")
     expected = np.mean([(r["labels"] > 0).mean() for r in train])
     assert on_disk["foreground_fraction"] == pytest.approx(expected, rel=1e-9)
+    # Class fractions of the three-class target, from scikit-image's boundaries of the stored labels.
+    boundary = np.mean([segmentation.find_boundaries(r["labels"][..., 0], mode="inner").mean() for r in train])
+    assert on_disk["class_fractions"] == pytest.approx([1 - expected, expected - boundary, boundary], rel=1e-9)
+    assert 0 < boundary < expected
     assert on_disk["settings"]["percentiles"] == [2.0, 98.0] and on_disk["settings"]["weight_map"] is True
     assert on_disk["shards"]["compression"] == "none"
     assert glob.glob(os.path.join(out, "train-00000-of-*.tfrecord"))

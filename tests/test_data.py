@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cellseg import augment, ctc, data, preprocess, schema, tiff
+from cellseg import augment, ctc, data, preprocess, schema, targets, tiff
 
 
 def frame_arrays(fluo_dataset, sequence, index):
@@ -23,7 +23,13 @@ def test_open_records_reads_description_and_class_weights(fluo_records):
     records = data.open_records(fluo_records)
     assert len(records.train) >= 1 and len(records.val) >= 1
     fraction = records.description["foreground_fraction"]
-    assert records.class_weights == pytest.approx((0.5 / (1 - fraction), 0.5 / fraction))
+    assert records.class_weights() == pytest.approx((0.5 / (1 - fraction), 0.5 / fraction))
+    assert records.class_weights("distance") == records.class_weights("binary")
+    background, interior, boundary = records.description["class_fractions"]
+    assert background + interior + boundary == pytest.approx(1.0) and boundary > 0
+    weights = records.class_weights("three_class")
+    assert weights == pytest.approx((1 / (3 * background), 1 / (3 * interior), 1 / (3 * boundary)))
+    assert records.has_distances
 
 
 def test_open_records_refuses_missing_or_foreign_data(fluo_records, tmp_path):
@@ -40,21 +46,20 @@ def test_open_records_refuses_missing_or_foreign_data(fluo_records, tmp_path):
 
 def test_training_batches_have_declared_shapes_and_are_crops_of_frames(fluo_records, fluo_dataset):
     records = data.open_records(fluo_records)
-    background, foreground = records.class_weights
     frames = {t: frame_arrays(fluo_dataset, "01", t) for t in range(4)}
     dataset = data.training_dataset(records, patch_size=64, batch_size=3, seed=0)
-    assert dataset.element_spec == tuple(tf.TensorSpec([3, 64, 64, 1], tf.float32) for _ in range(3))
-    for images, masks, weights in dataset.take(2):
-        for image, mask, weight in zip(images.numpy()[..., 0], masks.numpy()[..., 0], weights.numpy()[..., 0]):
+    assert dataset.element_spec == (tf.TensorSpec([3, 64, 64, 1], tf.float32), tf.TensorSpec([3, 64, 64, 1], tf.int32),
+                                    tf.TensorSpec([3, 64, 64, 1], tf.float32))
+    for images, batch_labels, maps in dataset.take(2):
+        for image, patch_labels, border_term in zip(images.numpy()[..., 0], batch_labels.numpy()[..., 0],
+                                                    maps.numpy()[..., 0]):
             found = False
             for frame_image, labels, border in frames.values():
                 for r in range(96 - 64 + 1):
                     for c in range(96 - 64 + 1):
                         if np.array_equal(frame_image[r:r + 64, c:c + 64], image):
-                            window = labels[r:r + 64, c:c + 64]
-                            np.testing.assert_array_equal(mask, (window > 0).astype(np.float32))
-                            class_weight = np.where(window > 0, foreground, background)
-                            np.testing.assert_allclose(weight, border[r:r + 64, c:c + 64] - 1 + class_weight, rtol=1e-6)
+                            np.testing.assert_array_equal(patch_labels, labels[r:r + 64, c:c + 64])
+                            np.testing.assert_allclose(border_term, border[r:r + 64, c:c + 64] - 1, atol=1e-6)
                             found = True
                             break
                     if found:
@@ -87,10 +92,20 @@ def test_validation_tiles_cover_each_frame_in_a_fixed_order(fluo_records, fluo_d
         image, labels, _ = frames[t]
         for (r, c), (tile, mask, _) in zip(starts, tiles[4 * group:4 * group + 4]):
             np.testing.assert_array_equal(tile[..., 0], image[r:r + 64, c:c + 64])
-            np.testing.assert_array_equal(mask[..., 0], labels[r:r + 64, c:c + 64] > 0)
+            np.testing.assert_array_equal(mask[..., 0], labels[r:r + 64, c:c + 64])
     assert seen == {0, 1, 2, 3}
     again = [x for batch in data.validation_dataset(records, 64, 5) for x in zip(*[t.numpy() for t in batch])]
     assert all(np.array_equal(a[0], b[0]) for a, b in zip(tiles, again))
+
+
+def test_distance_maps_travel_with_the_tiles(fluo_records, fluo_dataset):
+    records = data.open_records(fluo_records)
+    dataset = data.validation_dataset(records, 96, 4, distances=True)
+    assert dataset.element_spec[2].shape[-1] == 3
+    _, labels, maps = next(iter(dataset))
+    for tile_labels, tile_maps in zip(labels.numpy()[..., 0], maps.numpy()):
+        for channel, expected in enumerate(targets.distance_maps(tile_labels), start=1):
+            np.testing.assert_array_equal(tile_maps[..., channel], expected.astype(np.float16).astype(np.float32))
 
 
 def test_tile_starts_are_evenly_spread_and_end_at_the_border():

@@ -1,7 +1,12 @@
+import dataclasses
+
 import numpy as np
 import pytest
+from scipy import ndimage
 
-from cellseg import instances, metrics
+from cellseg import instances, metrics, targets
+
+SHAPE = (64, 96)
 
 
 def disc(shape, centre, radius):
@@ -9,13 +14,55 @@ def disc(shape, centre, radius):
     return (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= radius**2
 
 
+def rod(shape, centre, half_length, half_width):
+    """A horizontal ellipse."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return ((yy - centre[0]) / half_width) ** 2 + ((xx - centre[1]) / half_length) ** 2 <= 1
+
+
+def scene(*masks):
+    """Instance labels 1..n of the masks, each later one labelled over the earlier ones."""
+    labels = np.zeros(masks[0].shape, np.int32)
+    for label, mask in enumerate(masks, start=1):
+        labels[mask] = label
+    return labels
+
+
+SCENES = {
+    "touching discs": lambda: scene(disc(SHAPE, (32, 30), 12), disc(SHAPE, (32, 52), 12)),
+    # Tips two pixels wide that just touch: deeper overlaps of tapered tips leave
+    # boundary pixels as near to the other cell's interior as to their own.
+    "rods end to end": lambda: scene(rod(SHAPE, (32.5, 26), 20, 3), rod(SHAPE, (32.5, 65), 20, 3)),
+    "rod beside a disc": lambda: scene(disc(SHAPE, (26, 30), 12), rod(SHAPE, (40, 32), 20, 3)),
+}
+
+
+def perfect_outputs(labels, target):
+    if target == "three_class":
+        return np.eye(3, dtype=np.float32)[targets.three_class_numpy(labels)]
+    if target == "distance":
+        return np.stack(targets.distance_maps(labels), axis=-1)
+    return (labels > 0)[..., None].astype(np.float32)
+
+
+@pytest.mark.parametrize("target", ["three_class", "distance"])
+@pytest.mark.parametrize("name", SCENES)
+def test_perfect_targets_recover_touching_cells_exactly(name, target):
+    reference = SCENES[name]()
+    assert ndimage.label(reference > 0)[1] == 1  # the cells touch
+    labels = instances.labels_from_outputs(perfect_outputs(reference, target), instances.Postprocess(target))
+    assert labels.dtype == np.uint16 and labels.max() == reference.max()
+    assert metrics.seg_score([reference], [labels]) == 1.0
+
+
 def test_two_touching_discs_become_two_instances():
     first, second = disc((60, 80), (30, 25), 12), disc((60, 80), (30, 47), 12)
     assert (first & second).any()  # they overlap: one connected blob
-    labels = instances.split_touching(first | second)
-    assert labels.dtype == np.uint16 and labels.max() == 2
     reference = np.where(first, 1, 0) + np.where(second & ~first, 2, 0)
-    assert metrics.seg_score([reference], [labels]) > 0.9
+    for labels in (instances.split_touching(first | second),
+                   instances.labels_from_outputs(perfect_outputs(reference, "binary"), instances.Postprocess())):
+        assert labels.dtype == np.uint16 and labels.max() == 2
+        assert metrics.seg_score([reference], [labels]) > 0.9
 
 
 def test_an_elongated_cell_is_not_cut():
@@ -32,9 +79,110 @@ def test_small_objects_are_dropped_and_labels_are_sequential():
     assert set(np.unique(instances.split_touching(mask, min_size=0))) == {0, 1, 2}
 
 
-def test_probabilities_are_thresholded_and_empty_maps_give_no_cells():
-    probabilities = np.where(disc((40, 40), (20, 20), 9), 0.8, 0.3)
-    assert instances.labels_from_probabilities(probabilities).max() == 1
-    assert instances.labels_from_probabilities(probabilities, instances.Postprocess(threshold=0.9)).max() == 0
-    with pytest.raises(ValueError, match="threshold"):
-        instances.Postprocess(threshold=1.5)
+def test_holes_enclosed_by_one_object_are_filled():
+    ring = disc((40, 40), (20, 20), 12) & ~disc((40, 40), (20, 20), 4)
+    probabilities = np.where(ring, 0.9, 0.1).astype(np.float32)[..., None]
+    filled = instances.labels_from_outputs(probabilities, instances.Postprocess(seed_threshold=20.0))
+    assert filled.max() == 1 and filled[20, 20] == 1
+    kept = instances.labels_from_outputs(probabilities, instances.Postprocess(seed_threshold=20.0, fill_holes=False))
+    assert kept.max() == 1 and kept[20, 20] == 0
+    # Split into a left and a right object, the ring's hole borders two objects: not a hole.
+    seeds = np.zeros(ring.shape, bool)
+    seeds[20, 10] = seeds[20, 30] = True
+    halves = instances.seeded_watershed(np.zeros(ring.shape), seeds, ring, min_size=0, fill_holes=True)
+    assert halves.max() == 2 and halves[20, 20] == 0
+
+
+def test_thresholds_apply_and_empty_outputs_give_no_cells():
+    probabilities = np.where(disc((40, 40), (20, 20), 9), 0.8, 0.3).astype(np.float32)[..., None]
+    assert instances.labels_from_outputs(probabilities, instances.Postprocess()).max() == 1
+    assert instances.labels_from_outputs(probabilities, instances.Postprocess(mask_threshold=0.9)).max() == 0
+    empty = {"binary": np.zeros((30, 30, 1), np.float32),
+             "three_class": np.eye(3, dtype=np.float32)[np.zeros((30, 30), int)],
+             "distance": np.zeros((30, 30, 2), np.float32)}
+    for target, outputs in empty.items():
+        labels = instances.labels_from_outputs(outputs, instances.Postprocess(target))
+        assert labels.dtype == np.uint16 and labels.shape == (30, 30) and not labels.any()
+
+
+def test_outputs_with_the_wrong_channels_are_refused():
+    with pytest.raises(ValueError, match="'distance' needs outputs \\[H, W, 2\\]"):
+        instances.labels_from_outputs(np.zeros((8, 8, 3), np.float32), instances.Postprocess("distance"))
+    with pytest.raises(ValueError, match="'binary'"):
+        instances.labels_from_outputs(np.zeros((8, 8), np.float32), instances.Postprocess())
+
+
+def test_tune_finds_the_threshold_that_keeps_a_faint_cell_without_its_halo():
+    shape = (48, 80)
+    cell_a, cell_b = disc(shape, (24, 20), 8), disc(shape, (24, 56), 8)
+    halo = disc(shape, (24, 56), 11) & ~cell_b  # p = 0.35: joins cell B below a threshold of 0.35
+    probabilities = np.select([cell_a, cell_b, halo], [0.8, 0.45, 0.35], 0.05).astype(np.float32)[..., None]
+    reference = scene(cell_a, cell_b)
+    calls = []
+    settings, score = instances.tune([probabilities], [reference], "binary", {"mask_threshold": [0.3, 0.4, 0.5, 0.6]},
+                                     progress=lambda done, total: calls.append((done, total)))
+    assert settings.target == "binary" and settings.mask_threshold == 0.4 and settings.fill_holes
+    assert score == metrics.seg_score([reference], [instances.labels_from_outputs(probabilities, settings)])
+    assert score == 1.0
+    total = 4 * len(instances.GRIDS["binary"][1]) + 3  # four min_size candidates, one already scored
+    assert calls == [(done, total) for done in range(1, total + 1)]
+
+
+def test_tune_tries_min_sizes_from_the_references():
+    reference = scene(disc((40, 40), (20, 20), 10))  # 317 pixels: candidates 0, 32, 79 and 158
+    # A speck inside a gap in the cell: kept, it borders the gap, which stays unfilled.
+    gap = disc((40, 40), (20, 20), 4) & ~disc((40, 40), (20, 20), 2)
+    probabilities = np.where((reference > 0) & ~gap, 0.9, 0.1).astype(np.float32)[..., None]
+    grid = {"mask_threshold": [0.5], "seed_threshold": [20.0]}  # no seeds: each component is one object
+    settings, score = instances.tune([probabilities], [reference], "binary", grid)
+    assert score == 1.0 and settings.min_size == 32
+    speck_kept = instances.labels_from_outputs(probabilities, dataclasses.replace(settings, min_size=0))
+    assert speck_kept.max() == 2 and metrics.seg_score([reference], [speck_kept]) < 1.0
+    settings, _ = instances.tune([probabilities], [reference], "binary", {**grid, "min_size": [100, 40, 0]})
+    assert settings.min_size == 100  # ties keep the first
+
+
+def test_tune_breaks_seg_ties_by_detection_f1():
+    shape = (40, 80)
+    cell, blob = disc(shape, (20, 20), 8), disc(shape, (20, 60), 6)
+    probabilities = np.select([cell, blob], [0.9, 0.45], 0.05).astype(np.float32)[..., None]
+    reference = scene(cell)
+    grid = {"mask_threshold": [0.4, 0.5], "min_size": [0]}
+    for order in ([0.4, 0.5], [0.5, 0.4]):
+        settings, score = instances.tune([probabilities], [reference], "binary", {**grid, "mask_threshold": order})
+        # SEG is 1 either way (it ignores the false blob); F1 is 1 only without the blob.
+        assert score == 1.0 and settings.mask_threshold == 0.5
+
+
+def test_tune_refuses_mismatched_frames():
+    labels = np.zeros((16, 16), np.uint16)
+    outputs = np.zeros((16, 16, 1), np.float32)
+    for args in (([], []), ([outputs], []), ([outputs], [np.zeros((16, 17), np.uint16)])):
+        with pytest.raises(ValueError):
+            instances.tune(*args, "binary")
+    with pytest.raises(ValueError, match="unknown grid keys"):
+        instances.tune([outputs], [labels], "binary", {"seed": [1.0]})
+
+
+def test_settings_round_trip_and_defaults():
+    settings = instances.Postprocess("distance", 0.1, -0.2, min_size=25, fill_holes=False)
+    assert instances.Postprocess.from_dict({**settings.to_dict(), "seg": 0.87}) == settings
+    for target, (mask, seed) in instances.DEFAULTS.items():
+        default = instances.Postprocess(target)
+        assert (default.mask_threshold, default.seed_threshold) == (mask, seed)
+        assert instances.Postprocess.from_dict(default.to_dict()) == default
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"target": "watershed"}, "unknown target"),
+    ({"mask_threshold": 1.5}, "mask_threshold"),
+    ({"target": "three_class", "mask_threshold": 0.0}, "mask_threshold"),
+    ({"target": "distance", "mask_threshold": 0.0}, "mask_threshold"),
+    ({"seed_threshold": -1.0}, "seed_threshold"),
+    ({"target": "three_class", "seed_threshold": 1.0}, "seed_threshold"),
+    ({"target": "distance", "seed_threshold": -1.0}, "seed_threshold"),
+    ({"min_size": -1}, "min_size"),
+])
+def test_invalid_settings_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        instances.Postprocess(**kwargs)

@@ -6,25 +6,26 @@ import pytest
 from cellseg import predict, training
 
 
-def tiny_probability_model(size, weights=None):
-    segmenter = training.Segmenter(size, base_filters=4, depth=2)
+def tiny_output_model(size, weights=None, target="binary"):
+    segmenter = training.Segmenter(size, base_filters=4, depth=2, target=target)
     if weights is not None:
         segmenter.unet.set_weights(weights)
-    return training.probability_model(segmenter), segmenter.unet.get_weights()
+    return training.output_model(segmenter), segmenter.unet.get_weights()
 
 
-def test_tiled_prediction_equals_whole_padded_frame_prediction():
+@pytest.mark.parametrize("target, channels", [("binary", 1), ("three_class", 3)])
+def test_tiled_prediction_equals_whole_padded_frame_prediction(target, channels):
     rng = np.random.default_rng(0)
     image = rng.random((70, 90)).astype(np.float32)  # not a multiple of the tile
     tile, overlap = 96, 64
-    tiled_model, weights = tiny_probability_model(tile)
-    tiled = predict.predict_probabilities(lambda t: tiled_model.predict_on_batch(t), image, tile, overlap)
-    assert tiled.shape == image.shape
+    tiled_model, weights = tiny_output_model(tile, target=target)
+    tiled = predict.predict_outputs(lambda t: tiled_model.predict_on_batch(t), image, tile, overlap)
+    assert tiled.shape == image.shape + (channels,)
     stride, down, across, padding = predict.tile_layout(70, 90, tile, overlap)
     padded = np.pad(image, padding, mode="symmetric")
-    whole_model, _ = tiny_probability_model(padded.shape[0], weights)
+    whole_model, _ = tiny_output_model(padded.shape[0], weights, target)
     assert padded.shape[0] == padded.shape[1]
-    whole = whole_model.predict_on_batch(padded[None, ..., None])[0, ..., 0]
+    whole = whole_model.predict_on_batch(padded[None, ..., None])[0]
     margin = overlap // 2
     expected = whole[margin : margin + 70, margin : margin + 90]
     assert np.abs(tiled - expected).max() < 1e-3
@@ -48,8 +49,8 @@ def test_a_large_odd_frame_keeps_its_size():
         calls.append(len(tiles))
         return np.full(tiles.shape, 0.25, np.float32)
 
-    result = predict.predict_probabilities(constant, image, 256, 64, batch_size=8)
-    assert result.shape == (1000, 1300) and np.all(result == 0.25)
+    result = predict.predict_outputs(constant, image, 256, 64, batch_size=8)
+    assert result.shape == (1000, 1300, 1) and np.all(result == 0.25)
     assert sum(calls) == 6 * 7 and max(calls) == 8
 
 
@@ -67,11 +68,12 @@ def tiny_model(tmp_path_factory):
 def test_ctc_sequence_gives_challenge_names_and_cells_csv(tiny_model, fluo_dataset, tmp_path):
     import csv
 
-    from cellseg import instances, tiff
+    from cellseg import tiff
 
     result = predict.run_prediction(str(fluo_dataset / "02"), tiny_model, str(tmp_path), 64, 32,
-                                    instances.Postprocess(threshold=0.5, min_size=0), overlays=True)
+                                    {"min_size": 0}, overlays=True)
     assert result["frames"] == 4 and result["failed"] == []
+    assert result["target"] == "binary" and not result["tuned"] and result["postprocess"]["min_size"] == 0
     names = sorted(os.listdir(tmp_path / "02_RES"))
     assert names == ["mask000.tif", "mask001.tif", "mask002.tif", "mask003.tif"]
     labels = tiff.read(tmp_path / "02_RES" / "mask002.tif")
@@ -101,11 +103,11 @@ def test_cell_measurements_equal_hand_computed_values():
 
 
 def test_a_1000_by_1300_tiff_gets_labels_of_its_size(tiny_model, tmp_path):
-    from cellseg import instances, tiff
+    from cellseg import tiff
 
     frame = tmp_path / "big.tif"
     tiff.write(frame, np.random.default_rng(0).integers(0, 4000, (1000, 1300)).astype(np.uint16))
-    result = predict.run_prediction(str(frame), tiny_model, str(tmp_path / "out"), 256, 64, instances.Postprocess())
+    result = predict.run_prediction(str(frame), tiny_model, str(tmp_path / "out"), 256, 64)
     assert result["frames"] == 1
     assert tiff.read(tmp_path / "out" / "labels" / "big.tif").shape == (1000, 1300)
 
@@ -113,12 +115,10 @@ def test_a_1000_by_1300_tiff_gets_labels_of_its_size(tiny_model, tmp_path):
 def test_a_bad_frame_is_named_and_the_others_are_written(tiny_model, fluo_dataset, tmp_path):
     import shutil
 
-    from cellseg import instances
-
     sequence = tmp_path / "01"
     shutil.copytree(fluo_dataset / "01", sequence)
     (sequence / "t002.tif").write_bytes(b"II*\x00 truncated")
-    result = predict.run_prediction(str(sequence), tiny_model, str(tmp_path / "out"), 64, 32, instances.Postprocess())
+    result = predict.run_prediction(str(sequence), tiny_model, str(tmp_path / "out"), 64, 32)
     assert result["frames"] == 3 and len(result["failed"]) == 1 and "t002.tif" in result["failed"][0]
     assert sorted(os.listdir(tmp_path / "out" / "01_RES")) == ["mask000.tif", "mask001.tif", "mask003.tif"]
 
@@ -129,21 +129,49 @@ def test_a_file_that_is_not_a_cellseg_model_is_refused_by_name(tmp_path):
     bogus = tmp_path / "notes.keras"
     bogus.write_text("not a model")
     with pytest.raises(ValueError, match="notes.keras: not a cellseg model"):
-        predict.load_predictor(str(bogus), 64)
+        predict.load_model(str(bogus), 64)
     plain = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(1, 1)])
     plain.save(tmp_path / "plain.keras")
     with pytest.raises(ValueError, match="not a cellseg model"):
-        predict.load_predictor(str(tmp_path / "plain.keras"), 64)
+        predict.load_model(str(tmp_path / "plain.keras"), 64)
 
 
 def test_an_export_folder_predicts_like_the_keras_model(tiny_model, tmp_path):
     import keras
 
     segmenter = keras.models.load_model(tiny_model, compile=False)
-    training.probability_model(segmenter).export(str(tmp_path / "export"), verbose=False)
+    training.output_model(segmenter).export(str(tmp_path / "export"), verbose=False)
     tiles = np.random.default_rng(2).random((3, 32, 32, 1)).astype(np.float32)
-    from_export = predict.load_predictor(str(tmp_path / "export"), 32)(tiles)
-    from_keras = predict.load_predictor(tiny_model, 32)(tiles)
-    np.testing.assert_allclose(from_export, from_keras, atol=1e-5)
+    from_export = predict.load_model(str(tmp_path / "export"), 32)
+    from_keras = predict.load_model(tiny_model, 32)
+    assert from_export.target == from_keras.target == "binary"
+    np.testing.assert_allclose(from_export.predict(tiles), from_keras.predict(tiles), atol=1e-5)
     with pytest.raises(ValueError, match="--tile_size=32"):
-        predict.load_predictor(str(tmp_path / "export"), 64)
+        predict.load_model(str(tmp_path / "export"), 64)
+
+
+def test_the_target_and_tuned_thresholds_come_from_the_run_folder(tmp_path):
+    import json
+
+    import keras
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    segmenter = training.Segmenter(32, base_filters=4, depth=2, target="three_class")
+    segmenter.compile(optimizer="adam")
+    segmenter(np.zeros((1, 32, 32, 1), np.float32))
+    segmenter.save(run / "checkpoints" / "best.keras")
+    training.output_model(keras.models.load_model(run / "checkpoints" / "best.keras")).export(
+        str(run / "export"), verbose=False)
+    tuned = {"target": "three_class", "mask_threshold": 0.35, "seed_threshold": 0.8, "min_size": 7,
+             "fill_holes": True, "seg": 0.9}
+    (run / "postprocess.json").write_text(json.dumps(tuned))
+    for path in (run, run / "checkpoints" / "best.keras", run / "export"):
+        model = predict.load_model(str(path), 32)
+        assert model.target == "three_class" and model.postprocess == tuned
+        settings = predict.postprocess_settings(model, {"seed_threshold": 0.6, "min_size": None})
+        assert (settings.mask_threshold, settings.seed_threshold, settings.min_size) == (0.35, 0.6, 7)
+        assert model.predict(np.zeros((2, 32, 32, 1), np.float32)).shape == (2, 32, 32, 3)
+    (run / "postprocess.json").write_text(json.dumps({**tuned, "target": "distance"}))
+    with pytest.raises(ValueError, match="for target distance"):
+        predict.load_model(str(run), 32)

@@ -58,6 +58,22 @@ def test_checkpoint_and_export_predict_the_same(run, fluo_records):
     np.testing.assert_array_equal(tf.sigmoid(again(images, training=False)).numpy(), from_checkpoint)
 
 
+def test_postprocess_json_is_tuned_on_validation_and_used_by_predict(run, fluo_dataset, tmp_path):
+    from cellseg import ctc, evaluate, instances, predict, tiff
+
+    cfg, result, _ = run
+    tuned = json.load(open(os.path.join(cfg.model_dir, "postprocess.json")))
+    assert tuned == result["postprocess"] and tuned["target"] == "binary"
+    assert tuned["frames"] == 4 and 0.0 <= tuned["seg"] <= 1.0
+    # Predicting the validation sequence with the run folder reproduces the SEG
+    # that tuning reached on the same frames, against the same truth.
+    output = predict.run_prediction(str(fluo_dataset / "02"), cfg.model_dir, str(tmp_path))
+    assert output["tuned"] and output["postprocess"] == instances.Postprocess.from_dict(tuned).to_dict()
+    pairs = [(tiff.read(frame.truth()[0]), tiff.read(tmp_path / "02_RES" / f"mask{frame.index:03d}.tif"))
+             for frame in ctc.discover(str(fluo_dataset)).frames if frame.sequence == "02"]
+    assert evaluate.score(pairs)["seg"] == pytest.approx(tuned["seg"], abs=1e-9)
+
+
 def test_tensorboard_holds_scalars_and_validation_images(run):
     cfg, _, _ = run
     board = os.path.join(cfg.model_dir, "tensorboard")
@@ -134,6 +150,46 @@ def test_flags_txt_reruns_the_run(fluo_records, tmp_path):
     assert json.load(open(tmp_path / "b" / "metrics.json"))["epochs_run"] == 1
 
 
+@pytest.mark.parametrize("target, channels", [("three_class", 3), ("distance", 2)])
+def test_each_target_trains_predicts_and_evaluates_from_the_command_line(fluo_records, fluo_dataset, tmp_path,
+                                                                          target, channels):
+    run_dir = tmp_path / "run"
+    trained = cli(f"--records_dir={fluo_records}", f"--model_dir={run_dir}", f"--target={target}", "--epochs=1",
+                  "--steps_per_epoch=3", "--patch_size=32", "--base_filters=4", "--depth=2",
+                  "--per_replica_batch_size=4", "--learning_rate=1e-2")
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    assert f"post-processing ({target}) tuned on 4 validation frame(s)" in trained.stdout
+    tuned = json.load(open(run_dir / "postprocess.json"))
+    assert tuned["target"] == target
+    exported = tf.saved_model.load(str(run_dir / "export"))
+    assert exported.serve(tf.zeros([1, 32, 32, 1])).shape == (1, 32, 32, channels)
+    predicted = subprocess.run([sys.executable, "-m", "cellseg.predict", f"--model={run_dir}",
+                                f"--input={fluo_dataset / '02'}", f"--output_dir={tmp_path / 'out'}", "--tile_size=64",
+                                "--overlap=32"], capture_output=True, text=True)
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    assert f"target {target}; post-processing: mask threshold {tuned['mask_threshold']:g}" in predicted.stdout
+    assert "tuned on validation (postprocess.json)" in predicted.stdout
+    assert sorted(os.listdir(tmp_path / "out" / "02_RES")) == [f"mask00{t}.tif" for t in range(4)]
+    scored = subprocess.run([sys.executable, "-m", "cellseg.evaluate", f"--pred={tmp_path / 'out' / '02_RES'}",
+                             f"--gt={fluo_dataset / '02_GT' / 'SEG'}", f"--output_json={tmp_path / 'e.json'}"],
+                            capture_output=True, text=True)
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    assert json.load(open(tmp_path / "e.json"))["cellseg"]["frames"] == 2
+
+
+def test_distance_target_needs_records_with_distance_maps(fluo_records, tmp_path):
+    def drop_distances(directory):
+        description = json.loads((directory / "dataset.json").read_text())
+        description["settings"]["distance_maps"] = False
+        (directory / "dataset.json").write_text(json.dumps(description))
+
+    records = bad_records(fluo_records, tmp_path, drop_distances)
+    result = cli(f"--records_dir={records}", f"--model_dir={tmp_path / 'run'}", "--target=distance",
+                 "--patch_size=32", "--depth=2")
+    assert result.returncode != 0 and "holds no distance maps" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def bad_records(fluo_records, tmp_path, change):
     copy = tmp_path / "records"
     shutil.copytree(fluo_records, copy)
@@ -155,6 +211,7 @@ def set_version(directory):
     ("patch not a multiple", None, ["--patch_size=40"], "multiple of 2**depth = 16"),
     ("batch size", None, ["--per_replica_batch_size=0"], "per_replica_batch_size"),
     ("strategy", None, ["--strategy=tpu"], "strategy"),
+    ("target", None, ["--target=stardist"], "target"),
 ])
 def test_bad_input_exits_non_zero_with_one_clear_line(fluo_records, tmp_path, case, make, extra, message):
     records = bad_records(fluo_records, tmp_path, make) if make else fluo_records

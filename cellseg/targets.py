@@ -1,0 +1,193 @@
+"""What the network learns, derived from instance labels.
+
+Three targets, chosen by `cellseg-train --target`:
+
+- `binary`: one channel, cell (1) or background (0);
+- `three_class`: background (0) / cell interior (1) / cell boundary (2), where
+  the boundary is every cell pixel whose 4-neighbourhood holds another label
+  (scikit-image's `find_boundaries(mode="inner")`): two touching cells are kept
+  apart by two boundary pixels, which the interior seeds of post-processing
+  never cross;
+- `distance`: two regression maps after Scherr et al. (2020): the *cell
+  distance* (each cell's distance to its own border, normalised per cell to 1
+  at its centre) and the *neighbour distance* (how close the nearest other cell
+  is: 1 next to it, falling to 0 one typical cell radius away, cubed and
+  smoothed), highest in the gaps and contacts between cells.
+
+Binary and three-class targets are computed in TensorFlow on the device from
+the augmented labels (`classes`), so they stay exact after elastic warping. The
+distance maps need per-cell distance transforms: the converter computes them
+once per frame in numpy (`distance_maps`), and augmentation warps them with
+the image's grid. `three_class_numpy` is the numpy twin of `classes`, for the
+converter's statistics and for tests.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import ndimage
+
+TARGETS = ("binary", "three_class", "distance")
+CHANNELS = {"binary": 1, "three_class": 3, "distance": 2}  # network outputs
+PACKED_CHANNELS = {"binary": 2, "three_class": 3, "distance": 4}  # `pack`: mask, weight, then the target's own
+BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
+NEIGHBOUR_SMOOTHING = 1.0  # Gaussian sigma (px) of the neighbour distance
+
+
+def check(target: str) -> str:
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
+    return target
+
+
+# --- numpy (converter, tests) ----------------------------------------------------------
+
+
+def three_class_numpy(labels: np.ndarray) -> np.ndarray:
+    """Background 0 / interior 1 / boundary 2 (uint8) of a 2-D label image."""
+    from skimage import segmentation
+
+    labels = np.asarray(labels)
+    boundary = segmentation.find_boundaries(labels, mode="inner")
+    return np.where(labels > 0, np.where(boundary, BOUNDARY, INTERIOR), BACKGROUND).astype(np.uint8)
+
+
+def neighbour_radius(labels: np.ndarray) -> float:
+    """The frame's typical cell radius: median over cells of sqrt(area / pi), at least 2 px."""
+    areas = np.bincount(np.asarray(labels, np.int64).ravel())[1:]
+    areas = areas[areas > 0]
+    if not areas.size:
+        return 2.0
+    return max(2.0, float(np.sqrt(np.median(areas) / np.pi)))
+
+
+def distance_maps(labels: np.ndarray, radius: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(cell distance, neighbour distance), float32 in [0, 1], of a 2-D label image.
+
+    Cell distance: inside each cell, the Euclidean distance to the nearest pixel
+    outside it, divided by the cell's largest such distance (1 at the centre,
+    smallest on the border, 0 on background).
+
+    Neighbour distance: at every pixel, `d2` is the distance to the second
+    nearest cell (for a cell pixel: to the nearest other cell);
+    `(1 - d2 / radius)^3` clipped at 0 and smoothed by a Gaussian of sigma 1 px.
+    `radius` defaults to the frame's typical cell radius (`neighbour_radius`),
+    so the map adapts to the cells' size.
+    """
+    labels = np.asarray(labels, np.int64)
+    if labels.ndim != 2:
+        raise ValueError(f"distance_maps needs a 2-D label image, got shape {labels.shape}")
+    radius = neighbour_radius(labels) if radius is None else float(radius)
+    cell = np.zeros(labels.shape, np.float32)
+    nearest = np.full(labels.shape, np.inf, np.float32)
+    second = np.full(labels.shape, np.inf, np.float32)
+    reach = int(math.ceil(radius)) + 1  # beyond this the neighbour term is 0
+    for label, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None:
+            continue
+        # Cell distance: a one-pixel margin holds the background the transform needs.
+        window = _grow(box, 1, labels.shape)
+        inside = labels[window] == label
+        distance = ndimage.distance_transform_edt(inside)
+        cell[window] = np.where(inside, distance / max(distance.max(), 1.0), cell[window])
+        # Distances to this cell, within the reach of the neighbour term.
+        window = _grow(box, reach, labels.shape)
+        distance = ndimage.distance_transform_edt(labels[window] != label).astype(np.float32)
+        near, sec = nearest[window], second[window]
+        second[window] = np.minimum(sec, np.maximum(near, distance))
+        nearest[window] = np.minimum(near, distance)
+    closeness = np.clip(1.0 - second / radius, 0.0, 1.0) ** 3
+    neighbour = ndimage.gaussian_filter(closeness, NEIGHBOUR_SMOOTHING) if closeness.any() else closeness
+    return cell, np.clip(neighbour, 0.0, 1.0).astype(np.float32)
+
+
+def _grow(box, margin: int, shape) -> tuple[slice, ...]:
+    return tuple(slice(max(s.start - margin, 0), min(s.stop + margin, size)) for s, size in zip(box, shape))
+
+
+# --- TensorFlow (on the device, after augmentation) -------------------------------------
+
+
+def inner_boundaries(labels):
+    """Cell pixels whose 4-neighbourhood holds another label; `labels` [B, H, W, 1] integer.
+
+    Equals scikit-image's `find_boundaries(labels, mode="inner")` per sample
+    (edges of the frame mirror, so a cell cut by the border has no boundary there).
+    """
+    import tensorflow as tf
+
+    padded = tf.pad(labels, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
+    neighbours = (padded[:, :-2, 1:-1], padded[:, 2:, 1:-1], padded[:, 1:-1, :-2], padded[:, 1:-1, 2:])
+    differs = tf.reduce_any(tf.stack([n != labels for n in neighbours]), axis=0)
+    return tf.logical_and(differs, labels != 0)
+
+
+def classes(labels):
+    """Background 0 / interior 1 / boundary 2 (int32 [B, H, W, 1]) from instance labels."""
+    import tensorflow as tf
+
+    labels = tf.cast(labels, tf.int32)
+    cell = tf.cast(labels > 0, tf.int32)
+    return cell + tf.cast(inner_boundaries(labels), tf.int32)
+
+
+def pack(target: str, labels, maps, class_weights):
+    """`y_true` of the loss and metrics, [B, H, W, K] float32, from augmented labels and maps.
+
+    Channel 0 is the cell mask and channel 1 the per-pixel loss weight (class
+    weight plus the border term on background) for every target; then the
+    target's own channels: the class id (three_class), or the cell and neighbour
+    distances (distance, from `maps[..., 1:3]`).
+    """
+    import tensorflow as tf
+
+    labels = tf.cast(labels, tf.int32)
+    cell = labels > 0
+    border = maps[..., 0:1]
+    mask = tf.cast(cell, tf.float32)
+    if target == "three_class":
+        ids = classes(labels)
+        weights = tf.gather(tf.constant(class_weights, tf.float32), ids) + tf.where(ids == BACKGROUND, border, 0.0)
+        return tf.concat([mask, weights, tf.cast(ids, tf.float32)], axis=-1)
+    background, foreground = class_weights
+    weights = tf.where(cell, foreground, background + border)
+    if target == "distance":
+        return tf.concat([mask, weights, maps[..., 1:3]], axis=-1)
+    return tf.concat([mask, weights], axis=-1)
+
+
+def activate(target: str, logits):
+    """Network outputs from logits: sigmoid (binary), softmax (three_class), identity (distance)."""
+    import tensorflow as tf
+
+    logits = tf.cast(logits, tf.float32)
+    if target == "three_class":
+        return tf.nn.softmax(logits, axis=-1)
+    if target == "distance":
+        return logits
+    return tf.sigmoid(logits)
+
+
+# Where a pixel counts as a cell for the training metrics (post-processing tunes its own).
+MASK_THRESHOLDS = {"binary": 0.5, "three_class": 0.5, "distance": 0.1}
+
+
+def cell_score(target: str, outputs):
+    """[..., 1] score that is above `MASK_THRESHOLDS[target]` on cells: P(cell), or the cell distance."""
+    if target == "three_class":
+        return 1.0 - outputs[..., 0:1]
+    return outputs[..., 0:1]
+
+
+def picture(target: str, y_true, outputs):
+    """(target, prediction) as [B, H, W, 1] images in [0, 1] for TensorBoard."""
+    import tensorflow as tf
+
+    if target == "three_class":
+        predicted = tf.cast(tf.argmax(outputs, axis=-1)[..., None], tf.float32)
+        return y_true[..., 2:3] / 2.0, predicted / 2.0
+    if target == "distance":
+        return y_true[..., 2:3], tf.clip_by_value(outputs[..., 0:1], 0.0, 1.0)
+    return y_true[..., 0:1], tf.cast(outputs > MASK_THRESHOLDS["binary"], tf.float32)
