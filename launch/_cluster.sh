@@ -1,0 +1,10 @@
+# Sourced by the cluster conversion scripts: the wheel that the workers install (--extra_package).
+
+wheel() {  # build dist/cellseg-<version>-py3-none-any.whl from this checkout; print its path last
+  local python="${CELLSEG_BIN}python"
+  [[ -n "$CELLSEG_BIN" ]] || python=python3
+  local version
+  version="$(sed -n 's/^version = //p' "$ROOT/setup.cfg")"
+  WHEEL="$ROOT/dist/cellseg-${version}-py3-none-any.whl"
+  run "$python" -m pip wheel --quiet --no-deps --wheel-dir "$ROOT/dist" "$ROOT"
+}

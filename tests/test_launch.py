@@ -1,0 +1,132 @@
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+LAUNCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "launch")
+BIN = os.path.dirname(sys.executable) + "/"
+
+
+def launch(script, *args, timeout=300, env=None):
+    return subprocess.run(["bash", os.path.join(LAUNCH, script), *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "CELLSEG_BIN": BIN, **(env or {})})
+
+
+def printed(result):
+    """The commands a script printed, each split into its words."""
+    assert result.returncode == 0, result.stderr[-2000:]
+    return [shlex.split(line) for line in result.stdout.splitlines() if line.startswith(BIN)]
+
+
+def options(command):
+    return dict(word[2:].split("=", 1) if "=" in word else (word[2:], True) for word in command if word.startswith("--"))
+
+
+def test_local_conversion_dry_run_uses_every_core():
+    [command] = printed(launch("convert_local.sh", "data/Fluo-N2DH-GOWT1", "--dry_run"))
+    assert command[0] == BIN + "cellseg-convert"
+    assert options(command) == {"input_dir": "data/Fluo-N2DH-GOWT1", "output_dir": "records/Fluo-N2DH-GOWT1",
+                                "runner": "DirectRunner", "direct_running_mode": "multi_processing",
+                                "direct_num_workers": str(os.cpu_count())}
+
+
+@pytest.mark.parametrize("script, runner, expected", [
+    ("convert_dataflow.sh", "DataflowRunner", {"temp_location": "gs://b/records/tmp", "project": "p", "region": "r"}),
+    ("convert_flink.sh", "FlinkRunner", {"flink_master": "flink:8081", "environment_type": "DOCKER"}),
+    ("convert_spark.sh", "SparkRunner", {"spark_master_url": "spark://spark:7077", "environment_type": "DOCKER"}),
+])
+def test_cluster_conversions_build_the_wheel_and_name_their_runner(script, runner, expected):
+    result = launch(script, "gs://b/in", "gs://b/records", "--project=p", "--region=r", "--dry_run",
+                    env={"FLINK_MASTER": "flink:8081", "SPARK_MASTER": "spark://spark:7077"})
+    build, convert = printed(result)
+    assert build[1:4] == ["-m", "pip", "wheel"] and "--no-deps" in build
+    found = options(convert)
+    assert found["runner"] == runner and found["input_dir"] == "gs://b/in" and found["output_dir"] == "gs://b/records"
+    assert found["extra_package"].endswith("dist/cellseg-0.1.0-py3-none-any.whl")
+    assert expected.items() <= found.items()
+
+
+def test_train_dry_run_uses_every_gpu_with_mixed_precision_and_xla():
+    [command] = printed(launch("train.sh", "records/x", "runs/x", "--epochs=3", "--dry_run"))
+    assert command[0] == BIN + "cellseg-train"
+    assert options(command) == {"records_dir": "records/x", "model_dir": "runs/x", "strategy": "mirrored",
+                                "mixed_precision": True, "jit_compile": True, "epochs": "3"}
+
+
+def test_multi_worker_dry_run_writes_tf_config_for_this_worker():
+    result = launch("train_multi_worker.sh", "node1:2222,node2:2222", "1", "gs://b/records", "gs://b/run", "--dry_run")
+    [command] = printed(result)
+    assert options(command)["strategy"] == "multi_worker" and options(command)["model_dir"] == "gs://b/run"
+    line = next(line for line in result.stdout.splitlines() if line.startswith("TF_CONFIG="))
+    assert json.loads(line.split("=", 1)[1].strip("'")) == {
+        "cluster": {"worker": ["node1:2222", "node2:2222"]}, "task": {"type": "worker", "index": 1}}
+
+
+def test_tensorboard_serves_on_localhost_by_default():
+    [command] = printed(launch("tensorboard.sh", "--dry_run"))
+    assert command[0] == BIN + "tensorboard"
+    assert options(command) == {"logdir": "runs", "host": "localhost", "port": "6006"}
+
+
+def test_scripts_without_their_arguments_print_usage():
+    for script in ("convert_local.sh", "convert_dataflow.sh", "train.sh", "train_multi_worker.sh"):
+        result = launch(script)
+        assert result.returncode == 2 and result.stderr.startswith("usage:")
+
+
+def test_local_conversion_and_training_run_for_real(fluo_dataset, tmp_path):
+    records, run = tmp_path / "records", tmp_path / "run"
+    converted = launch("convert_local.sh", str(fluo_dataset), str(records), "--val_sequences=02")
+    assert converted.returncode == 0, converted.stderr[-2000:]
+    assert json.load(open(records / "dataset.json"))["counts"]["written"] == 8
+    trained = launch("train.sh", str(records), str(run), "--epochs=1", "--steps_per_epoch=2", "--patch_size=32",
+                     "--base_filters=4", "--depth=2", "--per_replica_batch_size=2", "--validation_images=0")
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    assert "--mixed_precision" in trained.stdout and "--jit_compile" in trained.stdout
+    assert os.path.exists(run / "checkpoints" / "best.keras") and os.path.exists(run / "postprocess.json")
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_workers_train_together_and_only_the_chief_writes_the_run_folder(fluo_records, tmp_path):
+    hosts = ",".join(f"localhost:{port}" for port in free_ports(2))
+    run = tmp_path / "run"
+    flags = ["--epochs=1", "--steps_per_epoch=2", "--patch_size=32", "--base_filters=4", "--depth=2",
+             "--per_replica_batch_size=2", "--validation_images=1", "--nomixed_precision", "--nojit_compile"]
+    env = {**os.environ, "CELLSEG_BIN": BIN}
+    workers = [subprocess.Popen(["bash", os.path.join(LAUNCH, "train_multi_worker.sh"), hosts, str(index),
+                                 str(fluo_records), str(run), *flags], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env) for index in (0, 1)]
+    deadline = time.monotonic() + 300
+    outputs = []
+    try:
+        for worker in workers:
+            outputs.append(worker.communicate(timeout=max(1, deadline - time.monotonic())))
+    finally:
+        for worker in workers:
+            worker.kill()
+    for worker, (_, stderr) in zip(workers, outputs):
+        assert worker.returncode == 0, stderr[-3000:]
+    chief_out, other_out = outputs[0][0], outputs[1][0]
+    assert "2 replica(s) (MultiWorkerMirroredStrategy); global batch 4 = 2 per replica x 2" in chief_out
+    assert "validation (best checkpoint, inference mode)" in chief_out
+    assert "validation (best checkpoint" not in other_out  # the other worker writes no results
+    assert os.path.exists(run / "checkpoints" / "best.keras")
+    assert os.path.exists(run / "metrics.json") and os.path.exists(run / "postprocess.json")
+    assert os.listdir(run / "tensorboard" / "train") and os.listdir(run / "tensorboard" / "images")
+    assert [int(row.split(",")[0]) for row in open(run / "log.csv").read().splitlines()[1:]] == [0]
+    # The other worker keeps what it must write apart from the chief's files.
+    assert os.listdir(run / "workers") == ["worker-1"]
