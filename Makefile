@@ -54,9 +54,13 @@ demo: $(INSTALLED)
 	@echo "TensorBoard: $(BIN)/tensorboard --logdir $(DEMO_RUN)/tensorboard"
 
 bench: $(INSTALLED)
-	$(BIN)/python benchmarks/convert.py
-	$(BIN)/python benchmarks/input_pipeline.py
-	$(BIN)/python benchmarks/training.py
+	@start=$$(date +%s); \
+	for script in convert input_pipeline training inference memory; do \
+		echo "== benchmarks/$$script.py"; \
+		$(BIN)/python benchmarks/$$script.py || exit 1; \
+	done; \
+	$(BIN)/python benchmarks/report.py --bench_started=$$start || exit 1; \
+	echo "make bench: $$(( $$(date +%s) - start )) s wall time"
 
 compare-targets: $(INSTALLED)
 	$(BIN)/python benchmarks/compare_targets.py

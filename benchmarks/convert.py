@@ -1,20 +1,20 @@
 """Conversion throughput: the Beam job against a plain Python loop over the same work.
 
-    python benchmarks/convert.py [--frames=200] [--size=512]
+    python benchmarks/convert.py [--frames=100] [--size=512] [--variants=all]
 
 Synthesises a fluorescence dataset (cached under benchmarks/scratch/), then
 converts it with a plain loop (convert_frame + tf.io.TFRecordWriter, one process)
-and with cellseg-convert's pipeline on the DirectRunner in several modes, and
-prints frames/s and the ratio to the loop. Every variant does the same reading,
-preprocessing, encoding and gzip-compressed writing.
+and with cellseg-convert's pipeline on the DirectRunner, and prints frames/s and
+the ratio to the loop. Every variant does the same reading, preprocessing,
+encoding and writing. By default: uncompressed shards, the loop against the
+default multi_threading mode and multi_processing; `--variants=all` adds the
+in_memory mode, gzip and a fixed shard count.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import sys
 import time
@@ -25,8 +25,7 @@ import tensorflow as tf  # noqa: E402
 
 from beam_pipelines import ctc_to_tfrecord as convert  # noqa: E402
 from cellseg import ctc, synthetic  # noqa: E402
-
-SCRATCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scratch")
+from common import SCRATCH, write  # noqa: E402
 
 
 def dataset(frames: int, size: int) -> str:
@@ -66,23 +65,26 @@ def beam_job(root: str, out: str, mode: str, compression: str, num_shards: int =
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=200)
+    parser.add_argument("--frames", type=int, default=100)
     parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--variants", choices=("default", "all"), default="default")
     parser.add_argument("--output_json", default=os.path.join(SCRATCH, "convert.json"))
     args = parser.parse_args()
     root = dataset(args.frames, args.size)
+    every = args.variants == "all"
     variants = []
-    for compression in ("none", "gzip"):
-        variants += [
-            (compression, "plain Python loop, 1 process", lambda out, c=compression: plain_loop(root, out, c)),
-            (compression, "Beam in_memory, 1 worker", lambda out, c=compression: beam_job(root, out, "in_memory", c)),
-            (compression, "Beam multi_threading, all cores", lambda out, c=compression: beam_job(
-                root, out, "multi_threading", c)),
-            (compression, "Beam multi_processing, all cores", lambda out, c=compression: beam_job(
-                root, out, "multi_processing", c)),
-        ]
-    variants.append(("gzip", "Beam multi_processing, --num_shards=4 (shuffle)", lambda out: beam_job(
-        root, out, "multi_processing", "gzip", num_shards=4)))
+    for compression in ("none", "gzip") if every else ("none",):
+        variants.append((compression, "plain Python loop, 1 process",
+                         lambda out, c=compression: plain_loop(root, out, c)))
+        if every:
+            variants.append((compression, "Beam in_memory, 1 worker",
+                             lambda out, c=compression: beam_job(root, out, "in_memory", c)))
+        for mode in ("multi_threading", "multi_processing"):
+            variants.append((compression, f"Beam {mode}, all cores",
+                             lambda out, c=compression, m=mode: beam_job(root, out, m, c)))
+    if every:
+        variants.append(("gzip", "Beam multi_processing, --num_shards=4 (shuffle)", lambda out: beam_job(
+            root, out, "multi_processing", "gzip", num_shards=4)))
     rows = []
     for compression, name, run in variants:
         out = os.path.join(SCRATCH, "out")
@@ -96,16 +98,15 @@ def main():
                      "frames_per_s": round(written / seconds, 2), "mb_per_frame": round(size / written / 1e6, 3)})
         print(f"{name}, {compression}: {written} frames in {seconds:.1f} s", file=sys.stderr)
     loop = {row["compression"]: row["frames_per_s"] for row in rows if row["variant"].startswith("plain")}
-    machine = f"{platform.node()} ({os.cpu_count()} cores, {platform.machine()})"
-    print(f"\nconversion of {args.frames} synthetic {args.size} x {args.size} frames on {machine}\n")
+    for row in rows:
+        row["ratio"] = round(row["frames_per_s"] / loop[row["compression"]], 2)
+    result = write(args.output_json, {"frames": args.frames, "size": args.size, "rows": rows}, cpu_only=True)
+    print(f"\nconversion of {args.frames} synthetic {args.size} x {args.size} frames on {result['device']}\n")
     print("| variant | compression | frames/s | ratio to the loop | MB per frame |")
     print("| --- | --- | ---: | ---: | ---: |")
     for row in rows:
-        row["ratio"] = round(row["frames_per_s"] / loop[row["compression"]], 2)
         print(f"| {row['variant']} | {row['compression']} | {row['frames_per_s']:.1f} | {row['ratio']:.2f} "
               f"| {row['mb_per_frame']:.2f} |")
-    with open(args.output_json, "w") as handle:
-        json.dump({"machine": machine, "frames": args.frames, "size": args.size, "rows": rows}, handle, indent=2)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
     python benchmarks/input_pipeline.py [--frames=64] [--size=512] [--patch=256] [--batch=16]
 
 (a) tf.data alone: shards -> parse -> random crop -> batch;
-(b) (a) plus `cellseg.augment` on the CPU device, compiled with XLA, once per
-    batch as the training step calls it: (b1) symmetries and elastic deformation
+(b) (a) plus `cellseg.augment` on the default device (a GPU where TensorFlow
+    sees one, else the CPU), compiled with XLA, once per batch as the training
+    step calls it: (b1) symmetries and elastic deformation
     (what (c) does), (b2) every part on;
 (c) the approach this replaces: every frame in numpy arrays in memory, a Python
     generator deforming each sample with scipy (gaussian_filter of a random
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 import time
@@ -29,15 +29,20 @@ import tensorflow as tf  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 from beam_pipelines import ctc_to_tfrecord as convert  # noqa: E402
-from cellseg import augment, data, synthetic  # noqa: E402
-
-SCRATCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scratch")
+from cellseg import augment, data, schema, synthetic  # noqa: E402
+from common import SCRATCH, write  # noqa: E402
 
 
 def records(frames: int, size: int) -> data.Records:
+    """The converted dataset, synthesised and converted again when missing or of an older schema."""
     root = os.path.join(SCRATCH, f"Fluo-N2DH-INPUT-{frames}x{size}")
     out = os.path.join(SCRATCH, f"records-input-{frames}x{size}")
-    if not os.path.exists(os.path.join(out, "dataset.json")):
+    try:
+        with open(os.path.join(out, "dataset.json")) as handle:
+            current = json.load(handle).get("schema_version") == schema.SCHEMA_VERSION
+    except OSError:
+        current = False
+    if not current:
         shutil.rmtree(root, ignore_errors=True)
         print(f"synthesising and converting {frames} frames of {size} x {size}", file=sys.stderr)
         synthetic.write_dataset(root, synthetic.Config(kind="fluo", sequences=1, frames=frames, height=size, width=size))
@@ -46,26 +51,25 @@ def records(frames: int, size: int) -> data.Records:
 
 
 def in_memory_frames(rec: data.Records):
-    """(c)'s starting point: every training frame decoded into numpy arrays."""
-    images, masks, weights = [], [], []
-    background, foreground = rec.class_weights
+    """(c)'s starting point: every training frame decoded into numpy arrays (image, labels, maps)."""
+    images, labels, maps = [], [], []
     for frame in data._read(tf.data.Dataset.from_tensor_slices(list(rec.train)), rec, len(rec.train), True):
-        image, mask, weight = (t.numpy()[..., 0] for t in data._targets(frame, background, foreground))
-        images.append(image), masks.append(mask), weights.append(weight)
-    return images, masks, weights
+        image, label, border = (t.numpy()[..., 0] for t in data._inputs(frame, False))
+        images.append(image), labels.append(label), maps.append(border)
+    return images, labels, maps
 
 
 def scipy_generator(frames, patch: int, batch: int, sigma: float, seed: int = 0):
     """Batches as the original generator made them: per sample, in Python."""
     rng = np.random.default_rng(seed)
-    images, masks, weights = frames
+    images, labels, maps = frames
     ys, xs = np.meshgrid(np.arange(patch), np.arange(patch), indexing="ij")
     while True:
         out = ([], [], [])
         for _ in range(batch):
             i = rng.integers(len(images))
             r, c = rng.integers(0, images[i].shape[0] - patch + 1), rng.integers(0, images[i].shape[1] - patch + 1)
-            crops = [a[i][r:r + patch, c:c + patch] for a in (images, masks, weights)]
+            crops = [a[i][r:r + patch, c:c + patch] for a in (images, labels, maps)]
             # Elastic: a random field smoothed to the deformation's scale, scaled to sigma px.
             dy = ndimage.gaussian_filter(rng.standard_normal((patch, patch)), 8.0)
             dx = ndimage.gaussian_filter(rng.standard_normal((patch, patch)), 8.0)
@@ -98,8 +102,8 @@ def _force(batch):
 
 def augmented(dataset, config: augment.Config):
     step = tf.function(lambda i, m, w, s: augment.augment(i, m, w, s, config), jit_compile=True)
-    for n, (images, masks, weights) in enumerate(dataset):
-        yield step(images, masks, weights, tf.constant([0, n], tf.int64))
+    for n, (images, labels, maps) in enumerate(dataset):
+        yield step(images, labels, maps, tf.constant([0, n], tf.int64))
 
 
 def main():
@@ -115,26 +119,26 @@ def main():
     geometry = augment.Config(symmetries=True, elastic_sigma=10.0)
     everything = augment.Config(rotation=10, scale=0.1, gamma=0.2, contrast=0.1, brightness=0.1, noise=0.03)
     pipeline = lambda: data.training_dataset(rec, args.patch, args.batch)  # noqa: E731
+    on = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
     rows = [
         ("(a) tf.data alone", rate(pipeline(), args.batches, args.batch)),
-        ("(b1) tf.data + augment (symmetries, elastic), XLA on CPU",
+        (f"(b1) tf.data + augment (symmetries, elastic), XLA on {on}",
          rate(augmented(pipeline(), geometry), args.batches, args.batch)),
-        ("(b2) tf.data + augment (all parts on), XLA on CPU",
+        (f"(b2) tf.data + augment (all parts on), XLA on {on}",
          rate(augmented(pipeline(), everything), args.batches, args.batch)),
         ("(c) numpy arrays + scipy generator (elastic, flip, rot90)",
-         rate(scipy_generator(in_memory_frames(rec), args.patch, args.batch, 10.0), max(5, args.batches // 3), args.batch)),
+         rate(scipy_generator(in_memory_frames(rec), args.patch, args.batch, 10.0), max(5, args.batches // 3),
+              args.batch)),
     ]
     base = rows[-1][1]
-    machine = f"{platform.node()} ({os.cpu_count()} cores, {platform.machine()}, CPU only)"
-    print(f"\ninput pipeline, {args.patch} x {args.patch} patches, batch {args.batch}, on {machine}\n")
+    result = write(args.output_json, {
+        "frames": args.frames, "size": args.size, "patch": args.patch, "batch": args.batch,
+        "rows": [{"variant": n, "images_per_s": round(v, 1), "ratio_to_c": round(v / base, 2)} for n, v in rows]})
+    print(f"\ninput pipeline, {args.patch} x {args.patch} patches, batch {args.batch}, on {result['device']}\n")
     print("| variant | images/s | ratio to (c) |")
     print("| --- | ---: | ---: |")
     for name, value in rows:
         print(f"| {name} | {value:.0f} | {value / base:.1f} |")
-    with open(args.output_json, "w") as handle:
-        json.dump({"machine": machine, "patch": args.patch, "batch": args.batch,
-                   "rows": [{"variant": n, "images_per_s": round(v, 1), "ratio_to_c": round(v / base, 2)}
-                            for n, v in rows]}, handle, indent=2)
 
 
 if __name__ == "__main__":

@@ -1,20 +1,20 @@
 """Training throughput of the U-Net step (augmentation, forward, backward, update), images/s.
 
-    python benchmarks/training.py [--steps=3] [--mixed_precision]
+    python benchmarks/training.py [--steps=3] [--mixed_precision] [--all]
 
 Base 16 and 64 filters at 256 x 256 and 512 x 512, with and without XLA
 (`--jit_compile`), on the default device of this machine (all local GPUs under
-MirroredStrategy when there are any). The batch is held in memory so that the
-model's step is measured, not the input pipeline (see input_pipeline.py).
+MirroredStrategy when there are any). On a CPU, base 64 runs without XLA only
+(cellseg-train's default), since each of its steps takes tens of seconds there;
+`--all` runs it with XLA too. The batch is held in memory so that the model's
+step is measured, not the input pipeline (see input_pipeline.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
-import platform
 import sys
 import time
 
@@ -25,8 +25,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from cellseg import augment, losses, metrics, training  # noqa: E402
-
-SCRATCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scratch")
+from common import SCRATCH, write  # noqa: E402
 
 
 class StepTimes(keras.callbacks.Callback):
@@ -58,36 +57,34 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=0, help="measured steps (default: 5 on GPUs, 1 on the CPU)")
     parser.add_argument("--mixed_precision", action="store_true")
+    parser.add_argument("--bases", default="16,64", help="base filter counts, comma-separated")
+    parser.add_argument("--sizes", default="256,512", help="patch sides, comma-separated")
+    parser.add_argument("--all", action="store_true", help="on a CPU too, base 64 with XLA as well as without")
     parser.add_argument("--output_json", default=os.path.join(SCRATCH, "training.json"))
     args = parser.parse_args()
     if args.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     strategy = training.make_strategy("auto")
-    gpus = tf.config.list_logical_devices("GPU")
-    device = f"{len(gpus)} GPU(s)" if gpus else f"CPU, {os.cpu_count()} cores"
-    on_gpu = bool(gpus)
+    on_gpu = bool(tf.config.list_logical_devices("GPU"))
     rows = []
-    for base in (16, 64):
-        for size in (256, 512):
+    for base in (int(b) for b in args.bases.split(",")):
+        for size in (int(p) for p in args.sizes.split(",")):
             # Small CPU batches and a single measured step keep the whole bench within minutes.
-            batch = (16 if size == 256 else 4) if on_gpu else (2 if size == 256 else 1)
+            batch = (16 if size <= 256 else 4) if on_gpu else (2 if size <= 256 else 1)
             batch *= strategy.num_replicas_in_sync
             steps = args.steps or (5 if on_gpu else 1)
-            for jit in (False, True):
+            for jit in (False, True) if on_gpu or args.all or base <= 16 else (False,):
                 rate = throughput(strategy, base, size, batch, steps, jit)
                 rows.append({"base_filters": base, "size": size, "batch": batch, "jit_compile": jit,
                              "mixed_precision": args.mixed_precision, "images_per_s": round(rate, 2)})
                 print(f"base {base}, {size} x {size}, batch {batch}, jit {jit}: {rate:.2f} images/s", file=sys.stderr)
-    machine = f"{platform.node()} ({device}, {platform.machine()})"
-    print(f"\ntraining step throughput on {machine}{', mixed precision' if args.mixed_precision else ''}\n")
+    result = write(args.output_json, {"mixed_precision": args.mixed_precision, "rows": rows})
+    print(f"\ntraining step throughput on {result['device']}{', mixed precision' if args.mixed_precision else ''}\n")
     print("| base filters | patch | batch | XLA | images/s |")
     print("| ---: | ---: | ---: | --- | ---: |")
     for row in rows:
         print(f"| {row['base_filters']} | {row['size']} | {row['batch']} | {'on' if row['jit_compile'] else 'off'} "
               f"| {row['images_per_s']:.2f} |")
-    os.makedirs(SCRATCH, exist_ok=True)
-    with open(args.output_json, "w") as handle:
-        json.dump({"machine": machine, "rows": rows}, handle, indent=2)
 
 
 if __name__ == "__main__":

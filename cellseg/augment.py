@@ -228,7 +228,7 @@ def jitter_intensity(image, seeds, config: Config):
         offset = tf.random.stateless_uniform([batch], seeds[_BRIGHTNESS], -config.brightness, config.brightness, alg=_ALG)
         image = image + _per_sample(offset)[..., None]
     if config.noise > 0:
-        image = image + config.noise * _standard_normal(image.shape, seeds[_NOISE])
+        image = image + config.noise * _standard_normal(image, seeds[_NOISE])
     return image
 
 
@@ -247,16 +247,20 @@ def _static_shape(tensor):
     return batch, shape[1], shape[2]
 
 
-def _standard_normal(shape, seed):
-    """N(0, 1) samples by the Box-Muller transform of stateless uniforms.
+def _standard_normal(image, seed):
+    """N(0, 1) samples of `image`'s shape by the Box-Muller transform of stateless uniforms.
 
     Same distribution as tf.random.stateless_normal, but XLA on the CPU compiles
     that op into code some 20 times slower than uniforms plus this arithmetic.
     """
-    count = int(np.prod(shape.as_list()))
+    shape = image.shape
+    if shape.is_fully_defined():
+        count = int(np.prod(shape.as_list()))
+    else:  # a batch of unknown size (a multi-worker replica's part)
+        count = tf.reduce_prod(tf.shape(image))
     half = (count + 1) // 2
-    u = tf.random.stateless_uniform([2, half], seed, alg=_ALG)
+    u = tf.random.stateless_uniform(tf.stack([2, half]), seed, alg=_ALG)
     radius = tf.sqrt(-2.0 * tf.math.log(1.0 - u[0]))  # 1 - u lies in (0, 1]: log is finite
     angle = 2.0 * math.pi * u[1]
     values = tf.concat([radius * tf.cos(angle), radius * tf.sin(angle)], axis=0)[:count]
-    return tf.reshape(values, shape)
+    return tf.reshape(values, tf.shape(image))

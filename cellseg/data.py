@@ -83,18 +83,26 @@ def training_dataset(
     shuffle_buffer: int = 256,
     num_workers: int = 1,
     distances: bool = False,
+    worker_index: int = 0,
 ) -> tf.data.Dataset:
     """Endless shuffled batches of random patches from the training shards.
 
     Each frame gives about one patch per patch-sized area of the frame (at least
     one), at random positions; frames smaller than a patch are reflect-padded.
     A `seed` makes the stream deterministic (and slower); None favours throughput.
-    `distances` adds the distance maps to `maps`.
+    `distances` adds the distance maps to `maps`. With several workers, worker
+    `worker_index` reads its own share of the shards when there is one per
+    worker or more (tf.data's automatic file sharding cannot see through the
+    random seeds zipped in), else every worker reads all and keeps its share.
     """
     deterministic = seed is not None
     files = tf.data.Dataset.from_tensor_slices(list(records.train))
-    files = files.shuffle(len(records.train), seed=seed, reshuffle_each_iteration=True).repeat()
-    frames = _read(files, records, len(records.train), deterministic)
+    own_files = 1 < num_workers <= len(records.train)
+    if own_files:
+        files = files.shard(num_workers, worker_index)
+    count = -(-len(records.train) // num_workers) if own_files else len(records.train)
+    files = files.shuffle(count, seed=seed, reshuffle_each_iteration=True).repeat()
+    frames = _read(files, records, count, deterministic)
     seeds = tf.data.Dataset.random(seed=seed).map(lambda x: tf.cast(x % 2**31, tf.int32)).batch(2)
     patches = (
         tf.data.Dataset.zip(frames, seeds)
@@ -102,7 +110,10 @@ def training_dataset(
         .shuffle(shuffle_buffer, seed=seed)
     )
     batches = patches.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-    return batches.with_options(_options(len(records.train), num_workers, deterministic))
+    options = _options(len(records.train), num_workers, deterministic)
+    if own_files:
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return batches.with_options(options)
 
 
 def validation_dataset(records: Records, patch_size: int, batch_size: int, num_workers: int = 1,

@@ -13,7 +13,9 @@ tf.distribute) carries the weight map with the target.
   beta = 0.5;
 - three_class: weighted softmax cross-entropy over background / interior /
   boundary (class-balanced weights + border term), plus the Tversky (or Dice)
-  term on the interior, whose connected parts become the seeds of the cells;
+  term twice: on the interior, whose connected parts become the seeds of the
+  cells, and on the whole cell (interior or boundary), whose extent the
+  cross-entropy alone leaves blurred;
 - distance: weighted mean squared error of the cell and neighbour distances.
 """
 
@@ -76,19 +78,21 @@ class SegmentationLoss(keras.losses.Loss):
             ids = tf.cast(y_true[..., 2], tf.int32)
             cross_entropy = tf.reduce_mean(
                 weights[..., 0] * tf.nn.sparse_softmax_cross_entropy_with_logits(labels=ids, logits=logits))
-            # The overlap term watches the interior: its parts seed the cells.
-            mask = tf.cast(ids == targets.INTERIOR, tf.float32)[..., None]
-            probabilities = tf.nn.softmax(logits, axis=-1)[..., targets.INTERIOR:targets.INTERIOR + 1]
+            softmax = tf.nn.softmax(logits, axis=-1)
+            interior = tf.cast(ids == targets.INTERIOR, tf.float32)[..., None]
+            # Overlap terms on the interior (its parts seed the cells) and on the whole cell.
+            pairs = [(interior, softmax[..., targets.INTERIOR:targets.INTERIOR + 1]),
+                     (mask, 1.0 - softmax[..., targets.BACKGROUND:targets.BACKGROUND + 1])]
         else:
             cross_entropy = weighted_bce(mask, logits, weights)
-            probabilities = tf.sigmoid(logits)
+            pairs = [(mask, tf.sigmoid(logits))]
         loss = tf.constant(0.0)
         if self.kind in ("bce_tversky", "bce"):
             loss += self.bce_weight * cross_entropy
-        if self.kind in ("bce_tversky", "tversky"):
-            loss += self.overlap_weight * tversky(mask, probabilities, self.alpha, self.beta)
-        if self.kind == "dice":
-            loss += self.overlap_weight * tversky(mask, probabilities, 0.5, 0.5)
+        alpha, beta = (0.5, 0.5) if self.kind == "dice" else (self.alpha, self.beta)
+        if self.kind != "bce":
+            for truth, probabilities in pairs:
+                loss += self.overlap_weight * tversky(truth, probabilities, alpha, beta)
         return loss
     def get_config(self):
         return {**super().get_config(), "kind": self.kind, "alpha": self.alpha, "beta": self.beta,

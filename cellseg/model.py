@@ -40,7 +40,9 @@ def upscale(x, skip, filters: int, dropout: float, momentum: float, transposed: 
     if transposed:
         x = layers.Conv2DTranspose(filters, 2, strides=2, name=f"{name}_up")(x)
     else:
-        x = layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_up")(x)
+        # In float32 even under mixed precision: TensorFlow's bilinear resize computes
+        # in float32, and XLA refuses its float32 gradient beside float16 neighbours.
+        x = layers.UpSampling2D(2, interpolation="bilinear", dtype="float32", name=f"{name}_up")(x)
     x = layers.Concatenate(name=f"{name}_concat")([skip, x])
     return double_conv(x, filters, dropout, momentum, name)
 

@@ -98,12 +98,13 @@ def make_strategy(name: str, cpu_replicas: int = 0) -> tf.distribute.Strategy:
     multi_worker: MultiWorkerMirroredStrategy from TF_CONFIG; one_device: the
     first GPU, else the CPU.
     """
+    if name == "multi_worker":
+        # Before anything starts the runtime: collectives are configured at start-up.
+        return tf.distribute.MultiWorkerMirroredStrategy()
     if cpu_replicas:
         split_cpu(cpu_replicas)
     gpus = tf.config.list_logical_devices("GPU")
     cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "one_device":
         return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else cpus[0])
     if gpus:
@@ -111,6 +112,10 @@ def make_strategy(name: str, cpu_replicas: int = 0) -> tf.distribute.Strategy:
     if name == "mirrored" or cpu_replicas > 1:
         return tf.distribute.MirroredStrategy(cpus[: max(cpu_replicas, 1)])
     return tf.distribute.OneDeviceStrategy(cpus[0])
+
+
+def multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
 def split_cpu(replicas: int) -> None:
@@ -135,6 +140,13 @@ def worker_count() -> int:
     """Hosts in this run: the workers (and chief) of TF_CONFIG, else 1."""
     cluster, _ = _tf_config()
     return max(1, len(cluster.get("worker", [])) + len(cluster.get("chief", [])))
+
+
+def worker_index() -> int:
+    """This process's place among the hosts (the chief first), 0 without TF_CONFIG."""
+    cluster, task = _tf_config()
+    offset = len(cluster.get("chief", [])) if task.get("type") == "worker" else 0
+    return offset + int(task.get("index", 0))
 
 
 def is_chief() -> bool:
@@ -177,15 +189,36 @@ class Segmenter(keras.Model):
     def train_step(self, batch):
         images, labels, maps = batch
         images, labels, maps = augment.augment(images, labels, maps, self._step_seed(), self.augmentation)
-        return super().train_step((images, self.pack(labels, maps)))
+        return self._logs(super().train_step((images, self.pack(labels, maps))))
 
     def test_step(self, batch):
         images, labels, maps = batch
-        return super().test_step((images, self.pack(labels, maps)))
+        return self._logs(super().test_step((images, self.pack(labels, maps))))
+
+    def _logs(self, logs):
+        # Keras 3 averages multi-worker logs along an axis 0 that scalars lack
+        # (tensorflow/tensorflow#72388): give each a length-one axis to average over.
+        if multi_worker(self.distribute_strategy):
+            return {name: tf.reshape(value, [1]) for name, value in logs.items()}
+        return logs
 
     def pack(self, labels, maps):
         """`y_true` of the loss and metrics from (augmented) labels and maps."""
         return targets.pack(self.target, labels, maps, self.class_weights)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras averages a distributed first batch over the replicas with a
+        # collective to learn its shapes, which fails under MultiWorkerMirrored
+        # with these batches; one replica's part has the shapes it needs.
+        if self._distribute_strategy is None:
+            return
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = next(batches)
+                break
+        data_batch = tuple(self.distribute_strategy.experimental_local_results(t)[0] for t in data_batch)
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
 
     def _symbolic_build(self, iterator=None, data_batch=None):
         # Keras builds the loss and metrics from the first batch's shapes, taking
@@ -211,6 +244,8 @@ class Segmenter(keras.Model):
                 "augmentation": dataclasses.asdict(self.augmentation), "seed": self.seed,
                 "target": self.target, "class_weights": list(self.class_weights)}
 
+
+TUNE_FRAMES = 32
 
 _ACTIVATIONS = {"binary": "sigmoid", "three_class": "softmax", "distance": "linear"}
 
@@ -299,7 +334,8 @@ def train(config: Config, extra_callbacks=(), log=print) -> dict:
     replicas = strategy.num_replicas_in_sync
     global_batch = config.per_replica_batch_size * replicas
     steps = config.steps_per_epoch or max(1, data.patches_per_epoch(records, config.patch_size) // global_batch)
-    log(f"{replicas} replica(s) ({type(strategy).__name__}); global batch {global_batch} = "
+    kind = "MultiWorkerMirroredStrategy" if multi_worker(strategy) else type(strategy).__name__
+    log(f"{replicas} replica(s) ({kind}); global batch {global_batch} = "
         f"{config.per_replica_batch_size} per replica x {replicas}; {steps} steps per epoch")
     distances = config.target == "distance"
     if distances and not records.has_distances:
@@ -312,7 +348,8 @@ def train(config: Config, extra_callbacks=(), log=print) -> dict:
 
     workers = worker_count()
     train_set = data.training_dataset(records, config.patch_size, global_batch, seed=config.seed,
-                                      shuffle_buffer=config.shuffle_buffer, num_workers=workers, distances=distances)
+                                      shuffle_buffer=config.shuffle_buffer, num_workers=workers, distances=distances,
+                                      worker_index=worker_index())
     val_set = data.validation_dataset(records, config.patch_size, global_batch, num_workers=workers,
                                       distances=distances)
     validation_batch = next(iter(val_set))
@@ -391,18 +428,29 @@ def tune_postprocessing(segmenter: Segmenter, records: data.Records, model_dir: 
     """Choose the post-processing thresholds that maximise SEG on the whole validation frames.
 
     The frames are predicted as `cellseg-predict` does (overlap-tile at its
-    default tile size); the result goes to `postprocess.json`.
+    default tile size); the result goes to `postprocess.json`. Of more than
+    `TUNE_FRAMES` validation frames, every n-th is used (at most `TUNE_FRAMES`).
     """
     from cellseg import instances, predict
+    from cellseg.progress import Progress
 
     depth = segmenter.architecture["depth"]
     tile = -(-predict.DEFAULT_TILE // 2**depth) * 2**depth
     network = output_model(segmenter, tile)
+    # At most TUNE_FRAMES frames, evenly spread: memory stays bounded on long sequences.
+    count = records.description["counts"]["val"]
+    stride = max(1, -(-count // TUNE_FRAMES))
     outputs, references = [], []
-    for image, labels in validation_frames(records):
-        outputs.append(predict.predict_outputs(network.predict_on_batch, image, tile, predict.DEFAULT_OVERLAP))
+    predicting = Progress("predicting validation frames")
+    for index, (image, labels) in enumerate(validation_frames(records)):
+        if index % stride:
+            continue
+        predicted = predict.predict_outputs(network.predict_on_batch, image, tile, predict.DEFAULT_OVERLAP)
+        outputs.append(predicted)
         references.append(labels)
-    settings, seg = instances.tune(outputs, references, segmenter.target)
+        predicting(len(outputs), -(-count // stride))
+    settings, seg = instances.tune(outputs, references, segmenter.target,
+                                   progress=Progress("tuning post-processing on validation frames"))
     tuned = {**settings.to_dict(), "seg": seg, "frames": len(outputs),
              "objects": int(sum(len(np.unique(r[r > 0])) for r in references))}
     with open(os.path.join(model_dir, "postprocess.json"), "w") as handle:

@@ -2,8 +2,8 @@
 # One worker of a multi-host run (MultiWorkerMirroredStrategy): start it on every host with its own index.
 #   launch/train_multi_worker.sh HOSTS INDEX RECORDS_DIR MODEL_DIR [cellseg-train flags...] [--dry_run]
 # HOSTS: host:port of every worker, comma separated, the same list and order on every host;
-# INDEX: this host's place in it (0 is the chief, which writes the run folder). RECORDS_DIR and
-# MODEL_DIR must be the same shared path for all (a network filesystem, gs://, s3://).
+# INDEX: this host's place in it (0 is the chief, which writes the run folder). RECORDS_DIR may be
+# on gs:// or s3://; MODEL_DIR must be the same folder on every host (a shared network filesystem).
 set -euo pipefail
 source "$(dirname "$0")/_common.sh"
 set -- "${ARGS[@]+"${ARGS[@]}"}"

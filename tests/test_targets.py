@@ -95,7 +95,7 @@ def test_pack_weights_each_class_and_adds_the_border_term_on_background():
     np.testing.assert_allclose(distance[..., 3], neighbour)
 
 
-def test_three_class_loss_equals_numpy_cross_entropy_plus_interior_tversky():
+def test_three_class_loss_equals_numpy_cross_entropy_plus_interior_and_cell_tversky():
     rng = np.random.default_rng(0)
     classes = rng.integers(0, 3, (2, 6, 6))
     weights = rng.uniform(0.5, 2.0, (2, 6, 6))
@@ -104,10 +104,14 @@ def test_three_class_loss_equals_numpy_cross_entropy_plus_interior_tversky():
     loss = losses.SegmentationLoss("bce_tversky", 0.3, 0.7, target="three_class")(y_true, logits).numpy()
     probabilities = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
     cross_entropy = np.mean(weights * -np.log(np.take_along_axis(probabilities, classes[..., None], -1)[..., 0]))
-    interior, p = (classes == 1).astype(np.float64), probabilities[..., 1]
-    tp, fp, fn = (interior * p).sum(), ((1 - interior) * p).sum(), (interior * (1 - p)).sum()
-    tversky = 1 - (tp + 1) / (tp + 0.3 * fp + 0.7 * fn + 1)
-    assert loss == pytest.approx(cross_entropy + tversky, rel=1e-5)
+
+    def tversky(truth, p):
+        tp, fp, fn = (truth * p).sum(), ((1 - truth) * p).sum(), (truth * (1 - p)).sum()
+        return 1 - (tp + 1) / (tp + 0.3 * fp + 0.7 * fn + 1)
+
+    interior = tversky((classes == 1).astype(np.float64), probabilities[..., 1])
+    cell = tversky((classes > 0).astype(np.float64), 1 - probabilities[..., 0])
+    assert loss == pytest.approx(cross_entropy + interior + cell, rel=1e-5)
 
 
 def test_distance_loss_is_weighted_squared_error():

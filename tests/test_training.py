@@ -223,12 +223,12 @@ def test_bad_input_exits_non_zero_with_one_clear_line(fluo_records, tmp_path, ca
 
 def test_chief_and_worker_count_come_from_tf_config(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    assert training.is_chief() and training.worker_count() == 1
+    assert training.is_chief() and training.worker_count() == 1 and training.worker_index() == 0
     cluster = {"worker": ["localhost:1", "localhost:2"]}
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}}))
-    assert not training.is_chief() and training.worker_count() == 2
+    assert not training.is_chief() and training.worker_count() == 2 and training.worker_index() == 1
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
     assert training.is_chief()
     with_chief = {"chief": ["localhost:0"], **cluster}
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": with_chief, "task": {"type": "worker", "index": 0}}))
-    assert not training.is_chief() and training.worker_count() == 3
+    assert not training.is_chief() and training.worker_count() == 3 and training.worker_index() == 1

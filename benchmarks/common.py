@@ -1,0 +1,77 @@
+"""Shared by the benchmarks: the scratch folder, what ran them (CPU, GPUs, TensorFlow), their JSON output.
+
+Every benchmark's JSON names the machine and the device its TensorFlow work ran
+on, so that `report.py` can file the results under a machine and the same
+command gives GPU rows wherever TensorFlow sees a GPU.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime
+import json
+import os
+import platform
+import re
+
+SCRATCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scratch")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux)."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def gpu_names() -> list[str]:
+    """Names of the GPUs TensorFlow sees; empty on a machine without one."""
+    import tensorflow as tf
+
+    return [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
+            for gpu in tf.config.list_physical_devices("GPU")]
+
+
+def slug(gpus: list[str]) -> str:
+    """A short file name for the machine: x86_64-2cpu, x86_64-16cpu-nvidia-h100, x86_64-32cpu-4x-nvidia-a100."""
+    name = f"{platform.machine()}-{os.cpu_count()}cpu"
+    if gpus:
+        words = [word for word in re.findall(r"[a-z0-9]+", gpus[0].lower())
+                 if not re.fullmatch(r"\d+gb|hbm\w*|pcie|sxm\w*|nvl", word)]
+        name += "-" + (f"{len(gpus)}x-" if len(gpus) > 1 else "") + "-".join(words[:4])
+    return name
+
+
+def machine() -> dict:
+    import tensorflow as tf
+
+    gpus = gpu_names()
+    return {"slug": slug(gpus), "host": platform.node(), "cpu": cpu_model(), "cores": os.cpu_count(),
+            "arch": platform.machine(), "gpus": gpus, "tensorflow": tf.__version__,
+            "python": platform.python_version()}
+
+
+def device(info: dict, cpu_only: bool = False) -> str:
+    """The device the TensorFlow work runs on, in words: the GPUs when there are any, else the CPU."""
+    if info["gpus"] and not cpu_only:
+        return ", ".join(f"{count} x {name}" for name, count in collections.Counter(info["gpus"]).items())
+    return f"CPU ({info['cpu']}, {info['cores']} cores)"
+
+
+def write(path: str, results: dict, cpu_only: bool = False) -> dict:
+    """Write `results` with the machine, the device and the date to `path` (JSON); returns what was written.
+
+    `cpu_only`: the measured work never uses a GPU (conversion), so the CPU is the device.
+    """
+    info = machine()
+    payload = {"machine": info, "device": device(info, cpu_only),
+               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), **results}
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as handle:
+        json.dump(payload, handle, indent=2)
+    return payload
