@@ -18,7 +18,7 @@ DEMO_TARGET ?=
 help:
 	@echo "make demo   synthesise a CTC dataset, convert, train, predict the held-out sequence, evaluate (DEMO_KIND=fluo|phc)"
 	@echo "make test   run the test suite"
-	@echo "make bench  run the benchmarks (conversion, input pipeline, training step)"
+	@echo "make bench  run the benchmarks (conversion, input pipeline, training step, inference, memory); report in benchmarks/results/"
 	@echo "make compare-targets  train binary, three_class and distance on crowded synthetic cells; table in docs/TARGETS.md"
 	@echo "make clean  remove generated data, records and runs (keeps .venv)"
 
@@ -37,7 +37,8 @@ demo: $(INSTALLED)
 	$(BIN)/cellseg-synth --kind=$(DEMO_KIND) --output_dir=$(DEMO_DATA) \
 		--sequences=2 --frames=12 --height=256 --width=256 --seed=0 --overwrite
 	@echo
-	$(BIN)/cellseg-convert --input_dir=$(DEMO_DATA) --output_dir=$(DEMO_RECORDS) --val_sequences=02 --overwrite
+	$(BIN)/cellseg-convert --input_dir=$(DEMO_DATA) --output_dir=$(DEMO_RECORDS) --val_sequences=02 --overwrite \
+		$(if $(filter distance,$(DEMO_TARGET)),--distance_maps)
 	@echo
 	rm -rf $(DEMO_RUN)
 	$(BIN)/cellseg-train --records_dir=$(DEMO_RECORDS) --model_dir=$(DEMO_RUN) \

@@ -6,7 +6,7 @@
 
 The job lists each dataset through Beam's filesystems (local disk, gs://, s3://,
 ...), reads every frame and its mask as bytes, decodes them with rasterio,
-preprocesses them once (percentile stretch, border weight map, distance maps), encodes them with
+preprocesses them once (percentile stretch, border weight map, with --distance_maps the distance maps), encodes them with
 `cellseg.schema` and writes `train-*` and `val-*` shards, `errors-*.jsonl` (one
 line per input that could not be used, with the reason) and `dataset.json`.
 Every discovered input ends up written, listed as an error, or counted as skipped
@@ -53,7 +53,7 @@ class Settings:
     weight_map: bool = True
     w0: float = preprocess.DEFAULT_W0
     sigma: float = preprocess.DEFAULT_SIGMA
-    distance_maps: bool = True
+    distance_maps: bool = False  # 1 MB more per 512 x 512 frame; only --target=distance reads them
     val_fraction: float = 0.2
     val_sequences: tuple[str, ...] = ()
 
@@ -502,7 +502,8 @@ def _define_flags():
     flags.DEFINE_enum("compression", "none", ["none", "gzip"],
                       "Compression of the shards: gzip stores 3.4x less, reads 1.8x slower.")
     flags.DEFINE_bool("weight_map", True, "Store the U-Net border weight map with each frame.")
-    flags.DEFINE_bool("distance_maps", True, "Store the cell and neighbour distance maps (for --target=distance).")
+    flags.DEFINE_bool("distance_maps", False, "Store the cell and neighbour distance maps, which "
+                      "cellseg-train --target=distance needs (two float16 maps per frame).")
     flags.DEFINE_float("w0", preprocess.DEFAULT_W0, "Border weight w0 (U-Net paper: 10).", lower_bound=0.0)
     flags.DEFINE_float("sigma", preprocess.DEFAULT_SIGMA, "Border weight sigma in pixels (U-Net paper: 5).",
                        lower_bound=0.1)

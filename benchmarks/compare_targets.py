@@ -67,7 +67,8 @@ def compare_one(name: str, kind: str, density: float) -> list[dict]:
     tool("cellseg-synth", f"--kind={kind}", f"--density={density}", f"--output_dir={data_dir}", "--sequences=2",
          f"--frames={_FRAMES.value}", f"--height={_SIZE.value}", f"--width={_SIZE.value}", f"--seed={_SEED.value}",
          "--overwrite")
-    tool("cellseg-convert", f"--input_dir={data_dir}", f"--output_dir={records}", "--val_sequences=02", "--overwrite")
+    tool("cellseg-convert", f"--input_dir={data_dir}", f"--output_dir={records}", "--val_sequences=02", "--overwrite",
+         "--distance_maps")
     rows = []
     for target in _ONLY.value:
         run_dir = os.path.join(_WORK.value, "runs", slug, target)

@@ -36,8 +36,8 @@ from cellseg import targets
 # (1 / its largest distance to its border) for cells up to 20 px in radius.
 DEFAULTS = {"binary": (0.5, 2.0), "three_class": (0.5, 0.7), "distance": (0.05, 0.4)}
 GRIDS = {  # (mask thresholds, seed thresholds) that `tune` tries by default
-    "binary": ((0.3, 0.4, 0.5, 0.6, 0.7), (0.5, 1.0, 2.0, 3.0, 5.0)),
-    "three_class": ((0.3, 0.4, 0.5, 0.6, 0.7), (0.3, 0.5, 0.7, 0.8, 0.9)),
+    "binary": ((0.3, 0.4, 0.5, 0.6, 0.7, 0.8), (0.5, 1.0, 2.0, 3.0, 5.0)),
+    "three_class": ((0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95), (0.3, 0.5, 0.7, 0.8, 0.9, 0.95)),
     "distance": ((0.02, 0.05, 0.1, 0.15, 0.2, 0.3), (-0.2, 0.0, 0.2, 0.3, 0.4, 0.5, 0.6)),
 }
 MIN_SIZE_FRACTIONS = (0.0, 0.1, 0.25, 0.5)  # of the median reference object area

@@ -53,7 +53,7 @@ class Config:
     transposed: bool = False
     batch_norm_momentum: float = 0.9
     learning_rate: float = 1e-4
-    target: str = "binary"
+    target: str = "three_class"  # the best measured (docs/TARGETS.md)
     loss: str = "bce_tversky"
     tversky_alpha: float = 0.3
     tversky_beta: float = 0.7
@@ -339,8 +339,8 @@ def train(config: Config, extra_callbacks=(), log=print) -> dict:
         f"{config.per_replica_batch_size} per replica x {replicas}; {steps} steps per epoch")
     distances = config.target == "distance"
     if distances and not records.has_distances:
-        raise ValueError(f"{config.records_dir} holds no distance maps (converted with --nodistance_maps); "
-                         "convert again, or train another --target")
+        raise ValueError(f"{config.records_dir} holds no distance maps; convert again with "
+                         "cellseg-convert --distance_maps, or train another --target")
     class_weights = records.class_weights(config.target)
     names = ("background", "interior", "boundary") if config.target == "three_class" else ("background", "cells")
     log(f"target {config.target}; class weights: " + ", ".join(f"{n} {w:.3f}" for n, w in zip(names, class_weights))

@@ -28,9 +28,9 @@ def fluo_dataset(tmp_path_factory):
 @pytest.fixture(scope="session")
 def fluo_records(fluo_dataset, tmp_path_factory):
     """fluo_dataset converted to gzip shards (uncompressed is the default, covered elsewhere),
-    sequence 02 held out for validation."""
+    with distance maps, sequence 02 held out for validation."""
     from beam_pipelines import ctc_to_tfrecord as convert
 
     out = str(tmp_path_factory.mktemp("records") / "Fluo-N2DH-SYNTH")
-    convert.run([str(fluo_dataset)], convert.Output(out, compression="gzip"), convert.Settings(val_sequences=("02",)))
+    convert.run([str(fluo_dataset)], convert.Output(out, compression="gzip"), convert.Settings(val_sequences=("02",), distance_maps=True))
     return out

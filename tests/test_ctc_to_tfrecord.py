@@ -32,7 +32,8 @@ def read_errors(directory):
 @pytest.fixture(scope="module")
 def converted(fluo_dataset, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("records") / "fluo")
-    description = convert.run([str(fluo_dataset)], convert.Output(out), convert.Settings(val_fraction=0.3))
+    description = convert.run([str(fluo_dataset)], convert.Output(out),
+                              convert.Settings(val_fraction=0.3, distance_maps=True))
     return out, description
 
 
@@ -107,6 +108,10 @@ def test_two_datasets_at_once(fluo_dataset, tmp_path):
     assert sorted(description["frame_sizes"]) == [[64, 80], [96, 96]]
     records = read_records(tmp_path / "both", "train") + read_records(tmp_path / "both", "val")
     assert sorted({r["source_dtype"] for r in records}) == [b"uint16", b"uint8"]
+    # Distance maps only on request: these records hold none (decoded as zeros).
+    assert description["settings"]["distance_maps"] is False
+    assert all(not r["cell_distance"].any() and not r["neighbour_distance"].any() for r in records)
+    assert any(r["labels"].any() for r in records)
 
 
 def test_truth_gold_skips_silver_only_frames_and_counts_them(fluo_dataset, tmp_path):
