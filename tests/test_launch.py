@@ -89,6 +89,11 @@ def test_local_conversion_and_training_run_for_real(fluo_dataset, tmp_path):
     assert trained.returncode == 0, trained.stderr[-2000:]
     assert "--mixed_precision" in trained.stdout and "--jit_compile" in trained.stdout
     assert os.path.exists(run / "checkpoints" / "best.keras") and os.path.exists(run / "postprocess.json")
+    # The default target's model, trained in mixed precision, segments the held-out sequence.
+    from cellseg import predict
+
+    result = predict.run_prediction(str(fluo_dataset / "02"), str(run), str(tmp_path / "out"), 64, 32)
+    assert result["target"] == "three_class" and result["tuned"] and result["frames"] == 4
 
 
 def free_ports(count):
