@@ -63,6 +63,14 @@ def device(info: dict, cpu_only: bool = False) -> str:
     return f"CPU ({info['cpu']}, {info['cores']} cores)"
 
 
+def show(name: str, result: dict) -> None:
+    """Print a benchmark's result as the report formats it (`report.FORMATS[name]`)."""
+    import report
+
+    caption, body = report.FORMATS[name](result)
+    print(f"\n{caption}\n\n{body}")
+
+
 def write(path: str, results: dict, cpu_only: bool = False) -> dict:
     """Write `results` with the machine, the device and the date to `path` (JSON); returns what was written.
 

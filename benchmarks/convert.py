@@ -25,7 +25,7 @@ import tensorflow as tf  # noqa: E402
 
 from beam_pipelines import ctc_to_tfrecord as convert  # noqa: E402
 from cellseg import ctc, synthetic  # noqa: E402
-from common import SCRATCH, write  # noqa: E402
+from common import SCRATCH, show, write  # noqa: E402
 
 
 def dataset(frames: int, size: int) -> str:
@@ -100,13 +100,7 @@ def main():
     loop = {row["compression"]: row["frames_per_s"] for row in rows if row["variant"].startswith("plain")}
     for row in rows:
         row["ratio"] = round(row["frames_per_s"] / loop[row["compression"]], 2)
-    result = write(args.output_json, {"frames": args.frames, "size": args.size, "rows": rows}, cpu_only=True)
-    print(f"\nconversion of {args.frames} synthetic {args.size} x {args.size} frames on {result['device']}\n")
-    print("| variant | compression | frames/s | ratio to the loop | MB per frame |")
-    print("| --- | --- | ---: | ---: | ---: |")
-    for row in rows:
-        print(f"| {row['variant']} | {row['compression']} | {row['frames_per_s']:.1f} | {row['ratio']:.2f} "
-              f"| {row['mb_per_frame']:.2f} |")
+    show("convert", write(args.output_json, {"frames": args.frames, "size": args.size, "rows": rows}, cpu_only=True))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import tensorflow as tf  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 from cellseg import instances, predict, preprocess, synthetic, targets, training  # noqa: E402
-from common import SCRATCH, write  # noqa: E402
+from common import SCRATCH, show, write  # noqa: E402
 
 
 def frame(size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -83,14 +83,8 @@ def main():
         row["cells"] = int(len(np.unique(labels)) - 1)
         rows.append(row)
         print(f"{size} x {size}: {row}", file=sys.stderr)
-    result = write(args.output_json, {"tile": tile, "overlap": overlap, "batch": args.batch,
-                                      "base_filters": args.base_filters, "depth": args.depth, "rows": rows})
-    print(f"\ninference per frame (tile {tile}, overlap {overlap}, base {args.base_filters}) on {result['device']}\n")
-    print("| frame | tiles | network ms | post-processing ms, binary | post-processing ms, three_class |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    for row in rows:
-        print(f"| {row['size']} x {row['size']} | {row['tiles']} | {row['predict_ms']:.0f} "
-              f"| {row['postprocess_binary_ms']:.0f} | {row['postprocess_three_class_ms']:.0f} |")
+    show("inference", write(args.output_json, {"tile": tile, "overlap": overlap, "batch": args.batch,
+                                               "base_filters": args.base_filters, "depth": args.depth, "rows": rows}))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from scipy import ndimage  # noqa: E402
 
 from beam_pipelines import ctc_to_tfrecord as convert  # noqa: E402
 from cellseg import augment, data, schema, synthetic  # noqa: E402
-from common import SCRATCH, write  # noqa: E402
+from common import SCRATCH, show, write  # noqa: E402
 
 
 def records(frames: int, size: int) -> data.Records:
@@ -131,14 +131,9 @@ def main():
               args.batch)),
     ]
     base = rows[-1][1]
-    result = write(args.output_json, {
+    show("input_pipeline", write(args.output_json, {
         "frames": args.frames, "size": args.size, "patch": args.patch, "batch": args.batch,
-        "rows": [{"variant": n, "images_per_s": round(v, 1), "ratio_to_c": round(v / base, 2)} for n, v in rows]})
-    print(f"\ninput pipeline, {args.patch} x {args.patch} patches, batch {args.batch}, on {result['device']}\n")
-    print("| variant | images/s | ratio to (c) |")
-    print("| --- | ---: | ---: |")
-    for name, value in rows:
-        print(f"| {name} | {value:.0f} | {value / base:.1f} |")
+        "rows": [{"variant": n, "images_per_s": round(v, 1), "ratio_to_c": round(v / base, 2)} for n, v in rows]}))
 
 
 if __name__ == "__main__":

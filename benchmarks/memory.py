@@ -23,7 +23,7 @@ import sys
 import time
 
 from cellseg import ctc, synthetic
-from common import SCRATCH, write
+from common import SCRATCH, show, write
 
 SEQUENCES = 4
 
@@ -85,14 +85,8 @@ def main():
             print(f"{job}, {written} frames: {mb:.0f} MB peak, {seconds:.1f} s", file=sys.stderr)
     ratios = {job: round(rows[i + 2]["peak_mb"] / rows[i]["peak_mb"], 2)
               for i, job in enumerate(("conversion", "training"))}
-    result = write(args.output_json, {"size": args.size, "patch": args.patch, "steps": args.steps,
-                                      "factor": args.factor, "rows": rows, "ratios": ratios})
-    small, large = rows[0]["frames"], rows[2]["frames"]
-    print(f"\npeak resident memory, {args.size} x {args.size} frames, on {result['device']}\n")
-    print(f"| job | {small} frames, MB | {large} frames, MB | ratio |")
-    print("| --- | ---: | ---: | ---: |")
-    for i, job in enumerate(("conversion", "training")):
-        print(f"| {job} | {rows[i]['peak_mb']:.0f} | {rows[i + 2]['peak_mb']:.0f} | {ratios[job]:.2f}x |")
+    show("memory", write(args.output_json, {"size": args.size, "patch": args.patch, "steps": args.steps,
+                                            "factor": args.factor, "rows": rows, "ratios": ratios}))
 
 
 if __name__ == "__main__":

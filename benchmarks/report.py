@@ -38,9 +38,9 @@ def table(header: list[str], rows: list[list], right: int = 1) -> str:
 
 def convert(r: dict) -> tuple[str, str]:
     return (f"Conversion (`convert.py`): {r['frames']} synthetic {r['size']} x {r['size']} frames, {r['device']}",
-            table(["variant", "compression", "frames/s", "ratio to the loop"],
-                  [[x["variant"], x["compression"], f"{x['frames_per_s']:.1f}", f"{x['ratio']:.2f}"]
-                   for x in r["rows"]], right=2))
+            table(["variant", "compression", "frames/s", "ratio to the loop", "MB per frame"],
+                  [[x["variant"], x["compression"], f"{x['frames_per_s']:.1f}", f"{x['ratio']:.2f}",
+                    f"{x['mb_per_frame']:.2f}"] for x in r["rows"]], right=2))
 
 
 def input_pipeline(r: dict) -> tuple[str, str]:

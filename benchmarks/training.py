@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from cellseg import augment, losses, metrics, training  # noqa: E402
-from common import SCRATCH, write  # noqa: E402
+from common import SCRATCH, show, write  # noqa: E402
 
 
 class StepTimes(keras.callbacks.Callback):
@@ -78,13 +78,7 @@ def main():
                 rows.append({"base_filters": base, "size": size, "batch": batch, "jit_compile": jit,
                              "mixed_precision": args.mixed_precision, "images_per_s": round(rate, 2)})
                 print(f"base {base}, {size} x {size}, batch {batch}, jit {jit}: {rate:.2f} images/s", file=sys.stderr)
-    result = write(args.output_json, {"mixed_precision": args.mixed_precision, "rows": rows})
-    print(f"\ntraining step throughput on {result['device']}{', mixed precision' if args.mixed_precision else ''}\n")
-    print("| base filters | patch | batch | XLA | images/s |")
-    print("| ---: | ---: | ---: | --- | ---: |")
-    for row in rows:
-        print(f"| {row['base_filters']} | {row['size']} | {row['batch']} | {'on' if row['jit_compile'] else 'off'} "
-              f"| {row['images_per_s']:.2f} |")
+    show("training", write(args.output_json, {"mixed_precision": args.mixed_precision, "rows": rows}))
 
 
 if __name__ == "__main__":

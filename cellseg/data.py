@@ -138,6 +138,13 @@ def validation_dataset(records: Records, patch_size: int, batch_size: int, num_w
     return batches.with_options(_options(len(records.val), num_workers, deterministic=True))
 
 
+def validation_frames(records: Records):
+    """(image [H, W], labels [H, W]) numpy pairs of every whole validation frame, in a fixed order."""
+    files = tf.data.Dataset.from_tensor_slices(list(records.val))
+    for frame in _read(files, records, len(records.val), deterministic=True):
+        yield frame["image"].numpy()[..., 0], frame["labels"].numpy()[..., 0]
+
+
 def validation_tile_count(records: Records, patch_size: int) -> int | None:
     """Tiles in the validation split, known from dataset.json when every frame has one size."""
     sizes = records.description["frame_sizes"]

@@ -38,24 +38,16 @@ def indexed(folder: str) -> dict[int, str]:
 def score(pairs) -> dict:
     """Scores of (reference labels, predicted labels) pairs, pooled over all frames."""
     references, predictions = [r for r, _ in pairs], [p for _, p in pairs]
-    detection = {"tp": 0, "fp": 0, "fn": 0}
     confusion = np.zeros(4)
     for reference, predicted in pairs:
-        for key, value in metrics.detection_counts(reference, predicted).items():
-            detection[key] += value
         truth, guess = reference > 0, predicted > 0
         confusion += [np.sum(truth & guess), np.sum(~truth & guess), np.sum(truth & ~guess), np.sum(~truth & ~guess)]
     tp, fp, fn, tn = confusion
     ratio = lambda a, b: float(a / b) if b else 0.0  # noqa: E731
-    precision = ratio(detection["tp"], detection["tp"] + detection["fp"])
-    recall = ratio(detection["tp"], detection["tp"] + detection["fn"])
     return {
         "frames": len(pairs),
         "seg": metrics.seg_score(references, predictions),
-        **detection,
-        "precision": precision,
-        "recall": recall,
-        "f1": ratio(2 * precision * recall, precision + recall),
+        **metrics.detection_scores(references, predictions),
         "pixel_dice": ratio(2 * tp, 2 * tp + fp + fn),
         "pixel_iou": ratio(tp, tp + fp + fn),
         "pixel_precision": ratio(tp, tp + fp),

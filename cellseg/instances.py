@@ -213,7 +213,8 @@ def tune(outputs: list[np.ndarray], references: list[np.ndarray], target: str, g
         for settings in candidates:
             if settings not in scores:
                 predictions = [labels_from_outputs(output, settings) for output in outputs]
-                scores[settings] = (metrics.seg_score(references, predictions), _f1(references, predictions))
+                scores[settings] = (metrics.seg_score(references, predictions),
+                                    metrics.detection_scores(references, predictions)["f1"])
                 if progress:
                     progress(len(scores), total)
             if chosen is None or rank(settings) > rank(chosen):
@@ -224,12 +225,3 @@ def tune(outputs: list[np.ndarray], references: list[np.ndarray], target: str, g
                 for mask, seed in itertools.product(grid["mask_threshold"], grid["seed_threshold"]))
     chosen = best(dataclasses.replace(pair, min_size=size) for size in grid["min_size"])
     return chosen, scores[chosen][0]
-
-
-def _f1(references, predictions) -> float:
-    """Object detection F1 at IoU > 0.5, pooled over frames."""
-    from cellseg import metrics
-
-    counts = [metrics.detection_counts(r, p) for r, p in zip(references, predictions)]
-    tp, fp, fn = (sum(c[key] for c in counts) for key in ("tp", "fp", "fn"))
-    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0

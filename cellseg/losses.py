@@ -97,8 +97,3 @@ class SegmentationLoss(keras.losses.Loss):
     def get_config(self):
         return {**super().get_config(), "kind": self.kind, "alpha": self.alpha, "beta": self.beta,
                 "bce_weight": self.bce_weight, "overlap_weight": self.overlap_weight, "target": self.target}
-
-
-def pack_targets(mask, weights):
-    """The `y_true` the loss and the metrics read: mask and weights as two channels."""
-    return tf.concat([tf.cast(mask, tf.float32), tf.cast(weights, tf.float32)], axis=-1)

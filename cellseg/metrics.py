@@ -117,3 +117,14 @@ def detection_counts(reference: np.ndarray, predicted: np.ndarray, threshold: fl
     else:
         true_positive = 0
     return {"tp": true_positive, "fp": len(sizes_pred) - true_positive, "fn": len(sizes_ref) - true_positive}
+
+
+def detection_scores(references, predictions) -> dict:
+    """Object detection at IoU 0.5 pooled over frames: tp, fp, fn, precision, recall and F1."""
+    counts = {"tp": 0, "fp": 0, "fn": 0}
+    for reference, predicted in zip(references, predictions):
+        for key, value in detection_counts(reference, predicted).items():
+            counts[key] += value
+    tp, fp, fn = counts["tp"], counts["fp"], counts["fn"]
+    return {**counts, "precision": tp / (tp + fp) if tp else 0.0, "recall": tp / (tp + fn) if tp else 0.0,
+            "f1": 2 * tp / (2 * tp + fp + fn) if tp else 0.0}

@@ -75,26 +75,33 @@ def border_weight_map(
     weights = np.where(labels > 0, foreground_weight, background_weight).astype(np.float32)
     if w0 == 0:
         return weights
-    # Beyond this distance the term is below 1e-6 * w0, so each cell's distance map
-    # is computed only in a window this far around it: cost grows with cell count,
-    # not with cell count times frame size.
+    # Beyond this distance the term is below 1e-6 * w0.
     reach = int(math.ceil(sigma * math.sqrt(2.0 * math.log(1e6))))
+    nearest, second = nearest_cells(labels, reach)
+    border = w0 * np.exp(-((nearest + second) ** 2) / (2.0 * sigma**2))
+    weights += np.where(labels == 0, border, 0.0).astype(np.float32)
+    return weights
+
+
+def nearest_cells(labels: np.ndarray, reach: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel, the Euclidean distances to the nearest and the second nearest cell (0 inside a cell).
+
+    Each cell's distance map is computed only within `reach` pixels of it, so
+    the cost grows with the number of cells, not cells times frame size;
+    distances beyond the reach are infinite.
+    """
+    labels = np.asarray(labels, np.int64)
     nearest = np.full(labels.shape, np.inf)
     second = np.full(labels.shape, np.inf)
-    for label, box in enumerate(ndimage.find_objects(labels.astype(np.int64)), start=1):
+    for label, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None:
             continue
-        window = tuple(
-            slice(max(s.start - reach, 0), min(s.stop + reach, size))
-            for s, size in zip(box, labels.shape)
-        )
+        window = tuple(slice(max(s.start - reach, 0), min(s.stop + reach, size)) for s, size in zip(box, labels.shape))
         distance = ndimage.distance_transform_edt(labels[window] != label)
         near, sec = nearest[window], second[window]
         second[window] = np.minimum(sec, np.maximum(near, distance))
         nearest[window] = np.minimum(near, distance)
-    border = w0 * np.exp(-((nearest + second) ** 2) / (2.0 * sigma**2))
-    weights += np.where(labels == 0, border, 0.0).astype(np.float32)
-    return weights
+    return nearest, second
 
 
 def foreground_fraction(labels: np.ndarray) -> float:

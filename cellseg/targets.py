@@ -29,6 +29,8 @@ import math
 import numpy as np
 from scipy import ndimage
 
+from cellseg import preprocess
+
 TARGETS = ("binary", "three_class", "distance")
 CHANNELS = {"binary": 1, "three_class": 3, "distance": 2}  # network outputs
 PACKED_CHANNELS = {"binary": 2, "three_class": 3, "distance": 4}  # `pack`: mask, weight, then the target's own
@@ -81,30 +83,19 @@ def distance_maps(labels: np.ndarray, radius: float | None = None) -> tuple[np.n
         raise ValueError(f"distance_maps needs a 2-D label image, got shape {labels.shape}")
     radius = neighbour_radius(labels) if radius is None else float(radius)
     cell = np.zeros(labels.shape, np.float32)
-    nearest = np.full(labels.shape, np.inf, np.float32)
-    second = np.full(labels.shape, np.inf, np.float32)
-    reach = int(math.ceil(radius)) + 1  # beyond this the neighbour term is 0
     for label, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None:
             continue
-        # Cell distance: a one-pixel margin holds the background the transform needs.
-        window = _grow(box, 1, labels.shape)
+        # A one-pixel margin holds the background the transform needs.
+        window = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, size)) for s, size in zip(box, labels.shape))
         inside = labels[window] == label
         distance = ndimage.distance_transform_edt(inside)
         cell[window] = np.where(inside, distance / max(distance.max(), 1.0), cell[window])
-        # Distances to this cell, within the reach of the neighbour term.
-        window = _grow(box, reach, labels.shape)
-        distance = ndimage.distance_transform_edt(labels[window] != label).astype(np.float32)
-        near, sec = nearest[window], second[window]
-        second[window] = np.minimum(sec, np.maximum(near, distance))
-        nearest[window] = np.minimum(near, distance)
+    # Beyond radius + 1 px the neighbour term is 0.
+    _, second = preprocess.nearest_cells(labels, int(math.ceil(radius)) + 1)
     closeness = np.clip(1.0 - second / radius, 0.0, 1.0) ** 3
     neighbour = ndimage.gaussian_filter(closeness, NEIGHBOUR_SMOOTHING) if closeness.any() else closeness
     return cell, np.clip(neighbour, 0.0, 1.0).astype(np.float32)
-
-
-def _grow(box, margin: int, shape) -> tuple[slice, ...]:
-    return tuple(slice(max(s.start - margin, 0), min(s.stop + margin, size)) for s, size in zip(box, shape))
 
 
 # --- TensorFlow (on the device, after augmentation) -------------------------------------
@@ -158,16 +149,16 @@ def pack(target: str, labels, maps, class_weights):
     return tf.concat([mask, weights], axis=-1)
 
 
+# The activation that turns logits into each target's outputs (a Keras name).
+ACTIVATIONS = {"binary": "sigmoid", "three_class": "softmax", "distance": "linear"}
+
+
 def activate(target: str, logits):
     """Network outputs from logits: sigmoid (binary), softmax (three_class), identity (distance)."""
+    import keras
     import tensorflow as tf
 
-    logits = tf.cast(logits, tf.float32)
-    if target == "three_class":
-        return tf.nn.softmax(logits, axis=-1)
-    if target == "distance":
-        return logits
-    return tf.sigmoid(logits)
+    return keras.activations.get(ACTIVATIONS[target])(tf.cast(logits, tf.float32))
 
 
 # Where a pixel counts as a cell for the training metrics (post-processing tunes its own).

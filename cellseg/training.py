@@ -34,7 +34,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cellseg import augment, data, losses, metrics, model, schema, targets
+from cellseg import augment, data, losses, metrics, model, targets
 
 STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
 
@@ -207,30 +207,21 @@ class Segmenter(keras.Model):
         return targets.pack(self.target, labels, maps, self.class_weights)
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Keras averages a distributed first batch over the replicas with a
-        # collective to learn its shapes, which fails under MultiWorkerMirrored
-        # with these batches; one replica's part has the shapes it needs.
+        # Keras builds the loss and metrics from the first batch's shapes. It would
+        # average a distributed batch over the replicas with a collective (which
+        # fails under MultiWorkerMirrored) and take (image, labels, maps) for
+        # (x, y, sample_weight), while they read the packed `y_true`: build them
+        # from one replica's shapes and the packed channels instead.
         if self._distribute_strategy is None:
             return
         if iterator is not None:
             for _, _, batches in iterator:
                 data_batch = next(batches)
                 break
-        data_batch = tuple(self.distribute_strategy.experimental_local_results(t)[0] for t in data_batch)
-        with self.distribute_strategy.scope():
-            self._symbolic_build(data_batch=data_batch)
-
-    def _symbolic_build(self, iterator=None, data_batch=None):
-        # Keras builds the loss and metrics from the first batch's shapes, taking
-        # (image, labels, maps) for (x, y, sample_weight); they read the packed
-        # `y_true` instead, so build them from its shape.
-        if data_batch is None:
-            for _, _, batches in iterator:
-                data_batch = batches[0] if isinstance(batches, (list, tuple)) else next(batches)
-                break
-        images, labels = data_batch[0], data_batch[1]
+        images, labels = (self.distribute_strategy.experimental_local_results(t)[0] for t in data_batch[:2])
         packed = keras.KerasTensor(tuple(labels.shape[:-1]) + (targets.PACKED_CHANNELS[self.target],), "float32")
-        return super()._symbolic_build(data_batch=(keras.KerasTensor(images.shape, "float32"), packed))
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=(keras.KerasTensor(images.shape, "float32"), packed))
 
     def _step_seed(self):
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
@@ -247,8 +238,6 @@ class Segmenter(keras.Model):
 
 TUNE_FRAMES = 32
 
-_ACTIVATIONS = {"binary": "sigmoid", "three_class": "softmax", "distance": "linear"}
-
 
 def output_model(segmenter: Segmenter, size: int | None = None) -> keras.Model:
     """The U-Net with its target's activation on top (`targets.activate`), optionally for `size` x `size` inputs.
@@ -260,7 +249,7 @@ def output_model(segmenter: Segmenter, size: int | None = None) -> keras.Model:
     if size is not None and size != unet.input.shape[1]:
         unet = model.build_unet(**{**segmenter.architecture, "size": size})
         unet.set_weights(segmenter.unet.get_weights())
-    outputs = keras.layers.Activation(_ACTIVATIONS[segmenter.target], dtype="float32", name="outputs")(unet.output)
+    outputs = keras.layers.Activation(targets.ACTIVATIONS[segmenter.target], dtype="float32", name="outputs")(unet.output)
     return keras.Model(unet.input, outputs, name=f"cellseg_{segmenter.target}")
 
 
@@ -417,13 +406,6 @@ def finish(config: Config, records: data.Records, log=print) -> dict:
     return result
 
 
-def validation_frames(records: data.Records):
-    """(image [H, W], labels [H, W]) numpy pairs of every whole validation frame."""
-    files = tf.data.TFRecordDataset(list(records.val), compression_type=records.compression)
-    for example in files.map(schema.decode):
-        yield example["image"].numpy()[..., 0], example["labels"].numpy()[..., 0]
-
-
 def tune_postprocessing(segmenter: Segmenter, records: data.Records, model_dir: str, log=print) -> dict:
     """Choose the post-processing thresholds that maximise SEG on the whole validation frames.
 
@@ -442,7 +424,7 @@ def tune_postprocessing(segmenter: Segmenter, records: data.Records, model_dir: 
     stride = max(1, -(-count // TUNE_FRAMES))
     outputs, references = [], []
     predicting = Progress("predicting validation frames")
-    for index, (image, labels) in enumerate(validation_frames(records)):
+    for index, (image, labels) in enumerate(data.validation_frames(records)):
         if index % stride:
             continue
         predicted = predict.predict_outputs(network.predict_on_batch, image, tile, predict.DEFAULT_OVERLAP)

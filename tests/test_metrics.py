@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cellseg import losses, metrics
+from cellseg import metrics
 
 
 def confusion(mask, logits):
@@ -19,7 +19,7 @@ def test_metrics_equal_numpy_over_an_epoch_of_two_batches():
                 "recall": tp / (tp + fn), "pixel_accuracy": (tp + tn) / (tp + fp + fn + tn)}
     for metric in metrics.pixel_metrics():
         for m, l in zip(masks, logits):
-            metric.update_state(losses.pack_targets(m, np.ones_like(m)), tf.constant(l))
+            metric.update_state(np.concatenate([m, np.ones_like(m)], -1), tf.constant(l))
         assert float(metric.result()) == pytest.approx(expected[metric.name], rel=1e-6)
         metric.reset_state()
         assert float(metric.result()) == 0.0
@@ -30,7 +30,7 @@ def test_blank_prediction_has_high_accuracy_and_zero_dice():
     mask[0, :7, :1] = 1  # 7 % cells
     values = {}
     for metric in metrics.pixel_metrics():
-        metric.update_state(losses.pack_targets(mask, np.ones_like(mask)), tf.fill(mask.shape, -3.0))
+        metric.update_state(np.concatenate([mask, np.ones_like(mask)], -1), tf.fill(mask.shape, -3.0))
         values[metric.name] = float(metric.result())
     assert values["pixel_accuracy"] == pytest.approx(0.93)
     assert values["dice"] == values["iou"] == values["recall"] == 0.0
@@ -64,6 +64,17 @@ def test_detection_counts_at_iou_one_half():
     predicted[10:12, 10:12] = 6  # object 2 barely: IoU 4/36
     predicted[17:19, 20:25] = 9  # a false object
     assert metrics.detection_counts(reference, predicted) == {"tp": 1, "fp": 2, "fn": 1}
+
+
+def test_detection_scores_pool_the_counts_of_every_frame():
+    reference = squares()
+    predicted = np.zeros_like(reference)
+    predicted[2:8, 2:8] = 5  # frame 1: one of two found, one false object
+    predicted[17:19, 20:25] = 9
+    scores = metrics.detection_scores([reference, reference], [predicted, reference])  # frame 2: perfect
+    assert (scores["tp"], scores["fp"], scores["fn"]) == (3, 1, 1)
+    assert scores["precision"] == 0.75 and scores["recall"] == 0.75 and scores["f1"] == pytest.approx(0.75)
+    assert metrics.detection_scores([reference], [np.zeros_like(reference)])["f1"] == 0.0
 
 
 def test_seg_equals_the_ctc_metrics_package_on_synthetic_predictions(tmp_path):
