@@ -205,6 +205,7 @@ def convert_frame(frame: ctc.Frame, mask_path: str, truth: str, settings: Settin
         "foreground": preprocess.foreground_fraction(labels),
         "boundary": float(np.mean(targets.three_class_numpy(labels) == targets.BOUNDARY)),
         "cells": int(len(np.unique(labels[labels > 0]))),
+        "constant": bool(raw.min() == raw.max()),  # blank or saturated: nothing to learn from the image
     }
     return Converted(split, example, stats)
 
@@ -250,7 +251,8 @@ class SummarizeOutcomes(beam.CombineFn):
 
     def create_accumulator(self):
         return {"outcomes": {}, "splits": {}, "truth": {}, "datasets": {}, "sizes": [], "skipped": {},
-                "foreground_sum": 0.0, "foreground_train_sum": 0.0, "boundary_train_sum": 0.0, "cells": 0}
+                "foreground_sum": 0.0, "foreground_train_sum": 0.0, "boundary_train_sum": 0.0, "cells": 0,
+                "constant": 0}
 
     def add_input(self, acc, stats):
         _bump(acc["outcomes"], stats["outcome"])
@@ -265,6 +267,7 @@ class SummarizeOutcomes(beam.CombineFn):
             acc["sizes"].append(stats["size"])
         acc["foreground_sum"] += stats["foreground"]
         acc["cells"] += stats["cells"]
+        acc["constant"] += stats["constant"]
         if stats["split"] == TRAIN:
             acc["foreground_train_sum"] += stats["foreground"]
             acc["boundary_train_sum"] += stats["boundary"]
@@ -277,7 +280,7 @@ class SummarizeOutcomes(beam.CombineFn):
                 for key, count in acc[name].items():
                     _bump(merged[name], key, count)
             merged["sizes"] += [size for size in acc["sizes"] if size not in merged["sizes"]]
-            for name in ("foreground_sum", "foreground_train_sum", "boundary_train_sum", "cells"):
+            for name in ("foreground_sum", "foreground_train_sum", "boundary_train_sum", "cells", "constant"):
                 merged[name] += acc[name]
         return merged
 
@@ -306,6 +309,8 @@ def describe(acc: dict, context: dict) -> dict:
             "skipped": outcomes.get(SKIPPED, 0),
         },
         "skipped_reasons": acc["skipped"],
+        # Written, but suspicious: frames of one intensity everywhere (blank or saturated).
+        "warnings": {"constant_frames": acc["constant"]},
         "datasets": acc["datasets"],
         "truth": acc["truth"],
         "frame_sizes": sorted(acc["sizes"]),
@@ -375,6 +380,7 @@ def run(
     items = []
     for root in inputs:
         items += list_dataset(root, sequences)
+    check_val_sequences(items, settings.val_sequences)
     _clear_output(output.directory, overwrite)
     context = {
         "inputs": list(inputs),
@@ -399,6 +405,16 @@ def run(
     if counts["discovered"] != len(items) or counts["written"] + counts["errors"] + counts["skipped"] != len(items):
         raise RuntimeError(f"outcome counts do not add up to the {len(items)} inputs: {counts}")
     return description
+
+
+def check_val_sequences(items: list[Item], val_sequences) -> None:
+    """ValueError naming the sequences found when a --val_sequences name matches none of them."""
+    frames = [item.frame for item in items if item.frame is not None]
+    found = {frame.sequence for frame in frames} | {f"{frame.dataset}/{frame.sequence}" for frame in frames}
+    missing = [name for name in val_sequences if name not in found]
+    if missing:
+        names = sorted({f"{frame.dataset}/{frame.sequence}" for frame in frames})
+        raise ValueError(f"--val_sequences: no sequence {', '.join(missing)}; found {', '.join(names) or 'none'}")
 
 
 def local_runner(options: PipelineOptions):
@@ -477,6 +493,9 @@ def format_counts(description: dict) -> str:
     ]
     for reason, count in description.get("skipped_reasons", {}).items():
         lines.append(f"  skipped {count}: {reason}")
+    constant = description.get("warnings", {}).get("constant_frames", 0)
+    if constant:
+        lines.append(f"warning: {constant} frame(s) of a single intensity (blank or saturated), written anyway")
     if description.get("foreground_fraction") is not None:
         lines.append(f"foreground fraction (train): {description['foreground_fraction']:.1%}")
     lines.append(f"frame sizes: {', '.join(f'{h} x {w}' for h, w in description['frame_sizes']) or '-'}")

@@ -72,7 +72,20 @@ def open_records(directory: str) -> Records:
     }
     if not shards["train"]:
         raise ValueError(f"{directory}: no train-*.{suffix} shards")
+    for shard in shards["train"][:1] + shards["val"][:1]:
+        _check_first_record(shard, "GZIP" if suffix.endswith(".gz") else "")
     return Records(directory, description, shards["train"], shards["val"])
+
+
+def _check_first_record(shard: str, compression: str) -> None:
+    """SchemaError (a ValueError) when a shard's first record is of another schema version than dataset.json's."""
+    try:
+        first = [raw.numpy() for raw in tf.data.TFRecordDataset(shard, compression_type=compression).take(1)]
+    except tf.errors.OpError as error:
+        raise ValueError(f"{shard}: not a readable TFRecord shard ({error.message.splitlines()[0]})") from None
+    if first:
+        feature = tf.train.Example.FromString(first[0]).features.feature.get("schema_version")
+        schema.check_version(feature.int64_list.value[0] if feature and feature.int64_list.value else -1, shard)
 
 
 def training_dataset(
@@ -116,26 +129,59 @@ def training_dataset(
     return batches.with_options(options)
 
 
-def validation_dataset(records: Records, patch_size: int, batch_size: int, num_workers: int = 1,
-                       distances: bool = False) -> tf.data.Dataset:
-    """Every validation frame cut into patch-sized tiles that cover it, in a fixed order.
+PADDING_LABEL = -1  # the labels of a padding tile: `targets.pack` gives it weight 0, so nothing counts it
 
-    The same tiles every epoch, so validation metrics are comparable between epochs.
+
+def validation_dataset(records: Records, patch_size: int, batch_size: int, distances: bool = False,
+                       pipelines: int = 1, pipeline: int = 0, replicas: int = 1,
+                       tile_count: int | None = None) -> tf.data.Dataset:
+    """Every validation frame cut into patch-sized tiles that cover it, in a fixed order, in full batches.
+
+    The same tiles every epoch, so validation metrics are comparable between
+    epochs. With several input `pipelines` (hosts), pipeline `pipeline` keeps
+    every `pipelines`-th tile. Each pipeline's tiles are padded with tiles of
+    `PADDING_LABEL` (zero weight: the loss and the metrics skip them) up to
+    `validation_steps` x `replicas` batches of `batch_size`, the same count on
+    every pipeline: no replica is ever handed an empty or short batch, every host
+    runs as many steps, and the metrics stay those of the real tiles. The
+    dataset repeats, one pass per `validation_steps` steps.
     """
+    if tile_count is None:
+        tile_count = validation_tile_count(records, patch_size)
+    steps = validation_steps(tile_count, batch_size, pipelines, replicas)
+    tiles = validation_tiles(records, patch_size, distances)
+    if pipelines > 1:
+        tiles = tiles.shard(pipelines, pipeline)
+    image, labels, maps = tiles.element_spec
+    padding = tf.data.Dataset.from_tensors((
+        tf.zeros(image.shape, image.dtype),
+        tf.fill(labels.shape, tf.constant(PADDING_LABEL, labels.dtype)),
+        tf.zeros(maps.shape, maps.dtype),
+    )).repeat()
+    padded = tiles.concatenate(padding).take(steps * replicas * batch_size)
+    batches = padded.batch(batch_size, drop_remainder=True).repeat().prefetch(tf.data.AUTOTUNE)
+    options = _options(len(records.val), 1, deterministic=True)
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF  # sharded here
+    return batches.with_options(options)
+
+
+def validation_steps(tile_count: int, batch_size: int, pipelines: int = 1, replicas: int = 1) -> int:
+    """Steps of one validation pass: enough for the pipeline with the most tiles, `replicas` batches a step."""
+    return max(1, math.ceil(math.ceil(tile_count / pipelines) / (batch_size * replicas)))
+
+
+def validation_tiles(records: Records, patch_size: int, distances: bool = False) -> tf.data.Dataset:
+    """The validation tiles (image, labels, maps), one by one, in a fixed order; ValueError when there are none."""
     if not records.val:
         raise ValueError(f"{records.directory}: no val-* shards; convert with --val_fraction or --val_sequences")
     files = tf.data.Dataset.from_tensor_slices(list(records.val))
     frames = _read(files, records, len(records.val), deterministic=True)
-    tiles = frames.flat_map(lambda frame: _tiles(frame, patch_size, distances))
-    batches = tiles.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    # A known length lets Keras end each validation pass without a "ran out of data"
-    # warning. (With several workers each reads a shard of it, of another length.)
-    if num_workers == 1:
-        count = validation_tile_count(records, patch_size)
-        if count is None:
-            count = int(tiles.reduce(0, lambda n, _: n + 1))
-        batches = batches.apply(tf.data.experimental.assert_cardinality(math.ceil(count / batch_size)))
-    return batches.with_options(_options(len(records.val), num_workers, deterministic=True))
+    return frames.flat_map(lambda frame: _tiles(frame, patch_size, distances))
+
+
+def is_padding(labels):
+    """[B] bool: which tiles of a batch of labels [B, H, W, 1] are padding (`validation_dataset`)."""
+    return tf.reduce_all(tf.equal(labels, PADDING_LABEL), axis=[1, 2, 3])
 
 
 def validation_frames(records: Records):
@@ -145,14 +191,22 @@ def validation_frames(records: Records):
         yield frame["image"].numpy()[..., 0], frame["labels"].numpy()[..., 0]
 
 
-def validation_tile_count(records: Records, patch_size: int) -> int | None:
-    """Tiles in the validation split, known from dataset.json when every frame has one size."""
+def validation_tile_count(records: Records, patch_size: int) -> int:
+    """Tiles in the validation split: from dataset.json when every frame has one size, else counted.
+
+    ValueError when there are none (an empty validation split).
+    """
     sizes = records.description["frame_sizes"]
-    if len(sizes) != 1:
-        return None
-    height, width = sizes[0]
-    per_frame = max(1, math.ceil(height / patch_size)) * max(1, math.ceil(width / patch_size))
-    return per_frame * records.description["counts"]["val"]
+    if len(sizes) == 1:
+        height, width = sizes[0]
+        per_frame = max(1, math.ceil(height / patch_size)) * max(1, math.ceil(width / patch_size))
+        count = per_frame * records.description["counts"]["val"]
+    else:
+        count = int(validation_tiles(records, patch_size).reduce(0, lambda n, _: n + 1))
+    if not count:
+        raise ValueError(f"{records.directory}: the validation split holds no frames; convert again with "
+                         "--val_fraction or --val_sequences naming a sequence with annotated frames")
+    return count
 
 
 def _read(files: tf.data.Dataset, records: Records, count: int, deterministic: bool) -> tf.data.Dataset:

@@ -69,9 +69,14 @@ def otsu_labels(raw: np.ndarray, seed_height: float = 2.0, min_size: int = 10) -
 
 def evaluate(pred_dir: str, gt_dir: str, images_dir: str | None = None) -> dict:
     """Scores of `pred_dir` (maskTTT.tif) against `gt_dir` (man_segTTT.tif); with `images_dir`, Otsu's too."""
+    for folder, flag in ((pred_dir, "--pred"), (gt_dir, "--gt")):
+        if not os.path.isdir(folder):
+            raise ValueError(f"{flag}={folder}: no such folder")
     references, predicted = indexed(gt_dir), indexed(pred_dir)
     if not references:
         raise ValueError(f"{gt_dir}: no man_segTTT.tif reference masks")
+    if not predicted:
+        raise ValueError(f"{pred_dir}: no maskTTT.tif result masks (cellseg-predict writes them to NN_RES/)")
     missing = sorted(set(references) - set(predicted))
     pairs = []
     for index in sorted(references):

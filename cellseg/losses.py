@@ -29,13 +29,28 @@ from cellseg import targets
 KINDS = ("bce_tversky", "bce", "dice", "tversky")
 
 
+def weighted_mean(values, weights):
+    """Sum of weight x value over the pixels of weight above 0, divided by their count.
+
+    Every real pixel weighs more than 0, so this is the mean over the batch's
+    pixels; padding (weight 0) neither adds nor counts.
+    """
+    counted = tf.reduce_sum(tf.cast(weights > 0, tf.float32))
+    return tf.math.divide_no_nan(tf.reduce_sum(weights * values), counted)
+
+
 def weighted_bce(mask, logits, weights):
-    """Mean over pixels of weight x binary cross-entropy (from logits)."""
-    return tf.reduce_mean(weights * tf.nn.sigmoid_cross_entropy_with_logits(labels=mask, logits=logits))
+    """Mean over pixels of weight x binary cross-entropy (from logits); padding (weight 0) skipped."""
+    return weighted_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=mask, logits=logits), weights)
 
 
-def tversky(mask, probabilities, alpha: float = 0.3, beta: float = 0.7, smooth: float = 1.0):
-    """1 - Tversky index over the batch; `alpha` weighs false positives, `beta` false negatives."""
+def tversky(mask, probabilities, alpha: float = 0.3, beta: float = 0.7, smooth: float = 1.0, counted=None):
+    """1 - Tversky index over the batch; `alpha` weighs false positives, `beta` false negatives.
+
+    `counted` (1 on pixels that count, 0 on padding) masks padding out.
+    """
+    if counted is not None:
+        mask, probabilities = mask * counted, probabilities * counted
     true_positive = tf.reduce_sum(mask * probabilities)
     false_positive = tf.reduce_sum((1.0 - mask) * probabilities)
     false_negative = tf.reduce_sum(mask * (1.0 - probabilities))
@@ -65,7 +80,7 @@ class SegmentationLoss(keras.losses.Loss):
         mask, weights = y_true[..., 0:1], y_true[..., 1:2]
         if self.target == "distance":
             squared = tf.reduce_sum(tf.square(logits - y_true[..., 2:4]), axis=-1, keepdims=True)
-            loss = tf.reduce_mean(weights * squared)
+            loss = weighted_mean(squared, weights)
         else:
             loss = self._classification(y_true, logits, mask, weights)
         # One value per sample, not a scalar: Keras divides a reduced loss by the
@@ -76,8 +91,8 @@ class SegmentationLoss(keras.losses.Loss):
     def _classification(self, y_true, logits, mask, weights):
         if self.target == "three_class":
             ids = tf.cast(y_true[..., 2], tf.int32)
-            cross_entropy = tf.reduce_mean(
-                weights[..., 0] * tf.nn.sparse_softmax_cross_entropy_with_logits(labels=ids, logits=logits))
+            cross_entropy = weighted_mean(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=ids, logits=logits), weights[..., 0])
             softmax = tf.nn.softmax(logits, axis=-1)
             interior = tf.cast(ids == targets.INTERIOR, tf.float32)[..., None]
             # Overlap terms on the interior (its parts seed the cells) and on the whole cell.
@@ -91,9 +106,11 @@ class SegmentationLoss(keras.losses.Loss):
             loss += self.bce_weight * cross_entropy
         alpha, beta = (0.5, 0.5) if self.kind == "dice" else (self.alpha, self.beta)
         if self.kind != "bce":
+            counted = targets.counted(y_true)
             for truth, probabilities in pairs:
-                loss += self.overlap_weight * tversky(truth, probabilities, alpha, beta)
+                loss += self.overlap_weight * tversky(truth, probabilities, alpha, beta, counted=counted)
         return loss
+
     def get_config(self):
         return {**super().get_config(), "kind": self.kind, "alpha": self.alpha, "beta": self.beta,
                 "bce_weight": self.bce_weight, "overlap_weight": self.overlap_weight, "target": self.target}

@@ -19,6 +19,7 @@ import dataclasses
 import json
 import math
 import os
+import zipfile
 from collections.abc import Callable
 
 import numpy as np
@@ -111,23 +112,35 @@ def _load(path: str, tile: int):
 
     from cellseg import targets, training  # training registers the cellseg classes with Keras
 
+    if not os.path.exists(path):
+        raise ValueError(f"{path}: no such file or folder")
     if os.path.isdir(path):
+        # A SavedModel is a program: loading it is safe, running it runs whatever its author put in
+        # it. Nothing here calls it before the first frame; its output shape comes from its signature.
+        if not os.path.exists(os.path.join(path, "saved_model.pb")):
+            raise ValueError(f"{path}: a folder that is neither a run folder (checkpoints/best.keras) nor an "
+                             "export (saved_model.pb)")
         try:
             exported = tf.saved_model.load(path)
             serve = exported.serve
+            spec = serve.get_concrete_function().structured_outputs
         except Exception as error:  # SavedModel loading raises many kinds
             raise ValueError(f"{path}: not a cellseg export ({_first_line(error)})") from error
         size = serve.input_signature[0].shape[1] if getattr(serve, "input_signature", None) else None
         if size is not None and size != tile:
             raise ValueError(f"{path}: an export predicts {size} x {size} tiles; pass --tile_size={size}")
-        channels = serve(tf.zeros([1, size or tile, size or tile, 1])).shape[-1]
+        channels = spec.shape[-1] if hasattr(spec, "shape") else None
         by_channels = {count: name for name, count in targets.CHANNELS.items()}
         if channels not in by_channels:
             raise ValueError(f"{path}: an export with {channels} output channels is not a cellseg model")
         # The loaded object owns the variables: the closure keeps it alive.
         return (lambda tiles, _owner=exported: serve(tf.constant(tiles)).numpy()), by_channels[channels]
+    if not path.endswith(".keras"):
+        raise ValueError(f"{path}: not a model; expected a run folder, a .keras file or an export folder")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: not a readable .keras file (truncated or corrupt)")
     try:
-        model = keras.models.load_model(path, compile=False)  # prediction needs no optimizer
+        model = keras.models.load_model(path, compile=False)  # safe mode; prediction needs no optimizer
     except Exception as error:
         raise ValueError(f"{path}: not a cellseg model ({_first_line(error)})") from error
     if not isinstance(model, training.Segmenter):
@@ -230,6 +243,18 @@ def result_path(source: str, output_dir: str, name: str) -> str:
     return os.path.join(output_dir, "labels", f"{name}.tif")
 
 
+def check_writable(folder: str) -> None:
+    """ValueError in one line unless `folder` can be made and written to."""
+    import tempfile
+
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise ValueError(f"{folder}: cannot write there ({error.strerror or error})") from None
+
+
 def run_prediction(source: str, model_path: str, output_dir: str, tile: int = DEFAULT_TILE,
                    overlap: int = DEFAULT_OVERLAP, overrides: dict | None = None, overlays: bool = False,
                    progress=None) -> dict:
@@ -244,6 +269,7 @@ def run_prediction(source: str, model_path: str, output_dir: str, tile: int = DE
     from cellseg import tiff
 
     frames = list_frames(source)
+    check_writable(output_dir)
     model = load_model(model_path, tile)
     settings = postprocess_settings(model, overrides)
     rows, failed = [], []
@@ -252,6 +278,9 @@ def run_prediction(source: str, model_path: str, output_dir: str, tile: int = DE
             raw = tiff.read(path)
         except ValueError as error:
             failed.append(str(error))
+            continue
+        if not np.isfinite(raw).all():
+            failed.append(f"{path}: holds NaN or infinite values; not segmented")
             continue
         _, labels = segment(raw, model, tile, overlap, settings)
         out = result_path(source, output_dir, name)
@@ -314,6 +343,8 @@ def _main(argv):
                                 overrides, FLAGS.overlays, Progress("segmenting frames"))
     except ValueError as error:
         sys.exit(f"cellseg-predict: {error}")
+    except KeyboardInterrupt:
+        sys.exit("cellseg-predict: interrupted; the frames written so far are kept")
     settings = result["postprocess"]
     source = "tuned on validation (postprocess.json)" if result["tuned"] else "the target's defaults"
     print(f"target {result['target']}; post-processing: mask threshold {settings['mask_threshold']:g}, "

@@ -130,7 +130,8 @@ def pack(target: str, labels, maps, class_weights):
     Channel 0 is the cell mask and channel 1 the per-pixel loss weight (class
     weight plus the border term on background) for every target; then the
     target's own channels: the class id (three_class), or the cell and neighbour
-    distances (distance, from `maps[..., 1:3]`).
+    distances (distance, from `maps[..., 1:3]`). Negative labels mark padding
+    (`data.PADDING_LABEL`): weight 0, which the loss and the metrics skip.
     """
     import tensorflow as tf
 
@@ -141,9 +142,10 @@ def pack(target: str, labels, maps, class_weights):
     if target == "three_class":
         ids = classes(labels)
         weights = tf.gather(tf.constant(class_weights, tf.float32), ids) + tf.where(ids == BACKGROUND, border, 0.0)
+        weights = tf.where(labels < 0, 0.0, weights)
         return tf.concat([mask, weights, tf.cast(ids, tf.float32)], axis=-1)
     background, foreground = class_weights
-    weights = tf.where(cell, foreground, background + border)
+    weights = tf.where(labels < 0, 0.0, tf.where(cell, foreground, background + border))
     if target == "distance":
         return tf.concat([mask, weights, maps[..., 1:3]], axis=-1)
     return tf.concat([mask, weights], axis=-1)
@@ -159,6 +161,13 @@ def activate(target: str, logits):
     import tensorflow as tf
 
     return keras.activations.get(ACTIVATIONS[target])(tf.cast(logits, tf.float32))
+
+
+def counted(y_true):
+    """[..., 1] float: 1 where a pixel of `pack`'s `y_true` counts (weight above 0), 0 on padding."""
+    import tensorflow as tf
+
+    return tf.cast(y_true[..., 1:2] > 0, tf.float32)
 
 
 # Where a pixel counts as a cell for the training metrics (post-processing tunes its own).

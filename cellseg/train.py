@@ -11,10 +11,12 @@ started again on the same --model_dir resumes after its last finished epoch.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import keras  # noqa: E402
 from absl import app, flags  # noqa: E402
 from absl import logging as absl_logging  # noqa: E402
 
@@ -95,6 +97,50 @@ def flagfile_text() -> str:
     return "".join(flags.FLAGS[holder.name].serialize() + "\n" for holder in _FLAGS)
 
 
+class StopOnInterrupt(keras.callbacks.Callback):
+    """Ctrl-C (SIGINT) during fit ends the run at the end of the current batch, as a KeyboardInterrupt.
+
+    Python raises KeyboardInterrupt in whatever code runs next, and a
+    finalizer that TensorFlow runs on garbage collection swallows it: the run
+    went on. Noted here and raised from a callback, it always stops the run. A
+    second Ctrl-C stops at once.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.interrupted = False
+        self.previous = None
+
+    def on_train_begin(self, logs=None):
+        self.previous = signal.signal(signal.SIGINT, self._note)
+
+    def _note(self, signum, frame):
+        self.interrupted = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def _check(self, *args, **kwargs):
+        if self.interrupted:
+            raise KeyboardInterrupt
+
+    on_train_batch_end = on_test_batch_end = on_epoch_end = _check
+
+    def on_train_end(self, logs=None):
+        signal.signal(signal.SIGINT, self.previous or signal.default_int_handler)
+
+
+class WriteFlags(keras.callbacks.Callback):
+    """Write flags.txt once the run starts (the chief): a call that fails leaves the folder's flags.txt alone."""
+
+    def __init__(self, model_dir: str):
+        super().__init__()
+        self.model_dir = model_dir
+
+    def on_train_begin(self, logs=None):
+        if training.is_chief():
+            with open(os.path.join(self.model_dir, "flags.txt"), "w") as handle:
+                handle.write(flagfile_text())
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -102,13 +148,12 @@ def main(argv):
         absl_logging.set_verbosity(absl_logging.WARNING)
     try:
         config = config_from_flags()
-        os.makedirs(config.model_dir, exist_ok=True)
-        if training.is_chief():
-            with open(os.path.join(config.model_dir, "flags.txt"), "w") as handle:
-                handle.write(flagfile_text())
-        result = training.train(config)
+        result = training.train(config, extra_callbacks=[WriteFlags(config.model_dir), StopOnInterrupt()])
     except (ValueError, RuntimeError) as error:
         sys.exit(f"cellseg-train: {error}")
+    except KeyboardInterrupt:
+        sys.exit(f"cellseg-train: interrupted; the same command resumes after the last finished epoch "
+                 f"(--flagfile={os.path.join(flags.FLAGS.model_dir, 'flags.txt')})")
     if result:
         print("\nvalidation (best checkpoint, inference mode):")
         for name, value in result["validation"].items():

@@ -24,11 +24,15 @@ Run folder (`model_dir`):
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
+import fcntl
 import json
+import math
 import os
 import sys
+import zipfile
 
 import keras
 import numpy as np
@@ -192,8 +196,15 @@ class Segmenter(keras.Model):
         return self._logs(super().train_step((images, self.pack(labels, maps))))
 
     def test_step(self, batch):
+        # Validation batches end in padding tiles (`data.validation_dataset`): the
+        # packed weight 0 keeps them out of the loss and the metrics, and the loss
+        # is averaged over the real tiles, where Keras would weigh it by batch size.
         images, labels, maps = batch
-        return self._logs(super().test_step((images, self.pack(labels, maps))))
+        y_true = self.pack(labels, maps)
+        y_pred = self(images, training=False)
+        real = tf.reduce_sum(tf.cast(tf.logical_not(data.is_padding(labels)), tf.float32))
+        self._loss_tracker.update_state(tf.reduce_mean(self.loss.call(y_true, y_pred)), sample_weight=real)
+        return self._logs(self.compute_metrics(images, y_true, y_pred))
 
     def _logs(self, logs):
         # Keras 3 averages multi-worker logs along an axis 0 that scalars lack
@@ -267,7 +278,8 @@ class ValidationImages(keras.callbacks.Callback):
     def __init__(self, log_dir: str, batch, count: int):
         super().__init__()
         self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "images"))
-        self.images, self.labels, self.maps = (tensor[:count] for tensor in batch)
+        real = tf.logical_not(data.is_padding(batch[1]))
+        self.images, self.labels, self.maps = (tf.boolean_mask(tensor, real)[:count] for tensor in batch)
 
     def on_epoch_end(self, epoch, logs=None):
         target = self.model.target
@@ -280,14 +292,56 @@ class ValidationImages(keras.callbacks.Callback):
         self.writer.flush()
 
 
+class Backup(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore whose files are replaced only once whole.
+
+    Keras writes the backup in place, so a kill during the write leaves a torn
+    file and no earlier state. Here both files are written beside the backup
+    and renamed over it: a kill at any instant leaves a backup to resume from.
+    """
+
+    def _save_model(self):
+        # Overrides Keras' private writer (tests/test_training.py checks it still exists).
+        tf.io.gfile.makedirs(self.backup_dir)
+        partial_weights = os.path.join(self.backup_dir, "partial.weights.h5")
+        partial_metadata = self._training_metadata_path + ".partial"
+        self.model.save_weights(partial_weights, overwrite=True)
+        with tf.io.gfile.GFile(partial_metadata, "w") as handle:
+            handle.write(json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen}))
+        tf.io.gfile.rename(partial_weights, self._weights_path, overwrite=True)
+        tf.io.gfile.rename(partial_metadata, self._training_metadata_path, overwrite=True)
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """The model of the best validation Dice, at `path`, written beside it and renamed over it.
+
+    `best` is the best Dice of earlier runs in the same folder, so a resumed run
+    keeps their checkpoint until it does better.
+    """
+
+    def __init__(self, path: str, best: float = -math.inf):
+        super().__init__()
+        self.path, self.best = path, best
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get("val_dice")
+        if value is None or not value > self.best:
+            return
+        self.best = float(value)
+        partial = self.path[: -len(".keras")] + ".partial.keras"
+        tf.io.gfile.makedirs(os.path.dirname(self.path))
+        self.model.save(partial)
+        tf.io.gfile.rename(partial, self.path, overwrite=True)
+
+
 def callbacks_for(config: Config, validation_batch, chief: bool) -> list[keras.callbacks.Callback]:
-    model_dir = config.model_dir if chief else os.path.join(config.model_dir, "workers", _task_name())
+    model_dir = own_folder(config.model_dir, chief)
     board = os.path.join(model_dir, "tensorboard")
+    earlier = [row["val_dice"] for row in read_log(model_dir) if "val_dice" in row]
     callbacks = [
         keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.BackupAndRestore(os.path.join(model_dir, "backup"), delete_checkpoint=False),
-        keras.callbacks.ModelCheckpoint(os.path.join(model_dir, "checkpoints", "best.keras"),
-                                        monitor="val_dice", mode="max", save_best_only=True),
+        Backup(os.path.join(model_dir, "backup"), delete_checkpoint=False),
+        BestCheckpoint(os.path.join(model_dir, "checkpoints", "best.keras"), max(earlier, default=-math.inf)),
         keras.callbacks.EarlyStopping(monitor="val_dice", mode="max", patience=config.early_stopping_patience),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=config.reduce_lr_patience,
                                           min_lr=config.learning_rate / 100),
@@ -299,12 +353,89 @@ def callbacks_for(config: Config, validation_batch, chief: bool) -> list[keras.c
     return callbacks
 
 
+def own_folder(model_dir: str, chief: bool) -> str:
+    """Where this process writes: the run folder (the chief), else workers/<task>/ in it."""
+    return model_dir if chief else os.path.join(model_dir, "workers", _task_name())
+
+
 def _task_name() -> str:
     _, task = _tf_config()
     return f"{task.get('type', 'worker')}-{task.get('index', 0)}"
 
 
 # --- the run ---------------------------------------------------------------------------
+
+
+def validation_input(strategy: tf.distribute.Strategy, records: data.Records, patch_size: int,
+                     per_replica_batch_size: int, distances: bool = False):
+    """(distributed validation dataset, steps per pass, tile count) for `strategy`.
+
+    Each host builds its own input pipeline (`distribute_datasets_from_function`)
+    of full per-replica batches, padded as `data.validation_dataset` says, so
+    every replica of every host gets a full batch at every one of the same
+    number of steps.
+    """
+    tiles = data.validation_tile_count(records, patch_size)
+    pipelines = worker_count() if multi_worker(strategy) else 1
+    replicas = strategy.num_replicas_in_sync // pipelines
+    steps = data.validation_steps(tiles, per_replica_batch_size, pipelines, replicas)
+
+    def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        if context.num_input_pipelines != pipelines:
+            raise RuntimeError(f"{context.num_input_pipelines} input pipelines where TF_CONFIG names {pipelines} hosts")
+        return data.validation_dataset(records, patch_size, per_replica_batch_size, distances, pipelines,
+                                       context.input_pipeline_id, replicas, tiles)
+
+    return strategy.distribute_datasets_from_function(dataset_fn), steps, tiles
+
+
+@contextlib.contextmanager
+def locked(folder: str):
+    """Hold `folder/.lock` while training: a second training into the same folder is refused.
+
+    The lock is the operating system's (flock): it ends with the process, even
+    a killed one. Folders on remote file systems (gs://, ...) are not locked.
+    """
+    if "://" in folder:
+        yield
+        return
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, ".lock"), "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise ValueError(f"{folder} is in use by another training (process {holder}); wait for it to end "
+                             "or choose another --model_dir") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+ARCHITECTURE = ("patch_size", "base_filters", "depth", "transposed", "target")
+
+
+def check_resumable(config: Config) -> None:
+    """ValueError in one line when the run folder holds a checkpoint of another architecture or target."""
+    path = os.path.join(config.model_dir, "checkpoints", "best.keras")
+    if not tf.io.gfile.exists(path):
+        return
+    try:
+        with tf.io.gfile.GFile(path, "rb") as handle, zipfile.ZipFile(handle) as archive:
+            saved = json.loads(archive.read("config.json"))["config"]
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{path}: unreadable ({error}); move it away to start again in this folder") from None
+    differ = [f"--{name}={saved[name]} (given {getattr(config, name)})"
+              for name in ARCHITECTURE if name in saved and saved[name] != getattr(config, name)]
+    if differ:
+        raise ValueError(f"{config.model_dir} holds a run with {', '.join(differ)}; resume it with its own flags "
+                         f"(--flagfile={os.path.join(config.model_dir, 'flags.txt')}) or choose another --model_dir")
 
 
 def check_patch_size(records: data.Records, patch_size: int) -> None:
@@ -317,7 +448,15 @@ def train(config: Config, extra_callbacks=(), log=print) -> dict:
     """Run the training of `config`; returns the content of metrics.json."""
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    strategy = make_strategy(config.strategy, config.cpu_replicas)
+    strategy = make_strategy(config.strategy, config.cpu_replicas)  # before anything starts the runtime
+    chief = is_chief()
+    with locked(own_folder(config.model_dir, chief)):
+        if chief:
+            check_resumable(config)
+        return _fit(config, strategy, chief, extra_callbacks, log)
+
+
+def _fit(config: Config, strategy: tf.distribute.Strategy, chief: bool, extra_callbacks, log) -> dict:
     records = data.open_records(config.records_dir)
     check_patch_size(records, config.patch_size)
     replicas = strategy.num_replicas_in_sync
@@ -339,10 +478,11 @@ def train(config: Config, extra_callbacks=(), log=print) -> dict:
     train_set = data.training_dataset(records, config.patch_size, global_batch, seed=config.seed,
                                       shuffle_buffer=config.shuffle_buffer, num_workers=workers, distances=distances,
                                       worker_index=worker_index())
-    val_set = data.validation_dataset(records, config.patch_size, global_batch, num_workers=workers,
-                                      distances=distances)
-    validation_batch = next(iter(val_set))
-    chief = is_chief()
+    val_set, val_steps, tiles = validation_input(strategy, records, config.patch_size,
+                                                 config.per_replica_batch_size, distances)
+    log(f"validation: {tiles} tile(s) of {config.patch_size} px, {val_steps} step(s) per pass on every host")
+    validation_batch = next(iter(data.validation_dataset(records, config.patch_size, max(config.validation_images, 1),
+                                                         distances, tile_count=tiles)))
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         segmenter = Segmenter(config.patch_size, config.base_filters, config.depth, config.dropout,
@@ -355,10 +495,11 @@ def train(config: Config, extra_callbacks=(), log=print) -> dict:
             metrics=metrics.pixel_metrics(config.target),
             jit_compile=config.jit_compile,
         )
-    # Keras distributes the datasets over the replicas itself (each batch is global).
-    history = segmenter.fit(
+    # Keras distributes the training set over the replicas itself (each batch is global).
+    segmenter.fit(
         train_set,
         validation_data=val_set,
+        validation_steps=val_steps,
         epochs=config.epochs,
         steps_per_epoch=steps,
         callbacks=[*callbacks_for(config, validation_batch, chief), *extra_callbacks],
@@ -371,21 +512,35 @@ def train(config: Config, extra_callbacks=(), log=print) -> dict:
 
 
 def read_log(model_dir: str) -> list[dict]:
-    """The rows of log.csv (every epoch, across resumed runs), values as floats."""
+    """The rows of log.csv (every epoch, across resumed runs, in order), values as floats.
+
+    Lines that are not numbers (a repeated header, a line torn by a kill) are
+    skipped; of an epoch logged twice, the last row counts.
+    """
     path = os.path.join(model_dir, "log.csv")
     if not os.path.exists(path):
         return []
+    epochs = {}
     with open(path, newline="") as handle:
-        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]
+        for row in csv.DictReader(handle):
+            try:
+                values = {k: float(v) for k, v in row.items() if k and isinstance(v, str) and v != ""}
+            except ValueError:  # a header written again, or a line torn by a kill
+                continue
+            if "epoch" in values:
+                epochs[int(values["epoch"])] = values  # an epoch run again replaces the earlier row
+    return [epochs[epoch] for epoch in sorted(epochs)]
 
 
 def finish(config: Config, records: data.Records, log=print) -> dict:
     """Evaluate the best checkpoint in inference mode; write metrics.json, postprocess.json and the export."""
     best_path = os.path.join(config.model_dir, "checkpoints", "best.keras")
     best = keras.models.load_model(best_path)
+    tiles = data.validation_tile_count(records, config.patch_size)
     val_set = data.validation_dataset(records, config.patch_size, config.per_replica_batch_size,
-                                      distances=config.target == "distance")
-    evaluated = best.evaluate(val_set, return_dict=True, verbose=0)
+                                      distances=config.target == "distance", tile_count=tiles)
+    evaluated = best.evaluate(val_set, steps=data.validation_steps(tiles, config.per_replica_batch_size),
+                              return_dict=True, verbose=0)
     epochs = read_log(config.model_dir)
     best_row = max(epochs, key=lambda row: row.get("val_dice", -1.0)) if epochs else {}
     result = {

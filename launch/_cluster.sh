@@ -1,6 +1,7 @@
 # Sourced by the cluster conversion scripts: the wheel that the workers install (--extra_package).
 
-wheel() {  # build dist/cellseg-<version>-py3-none-any.whl from this checkout; print its path last
+wheel() {  # build dist/cellseg-<version>-py3-none-any.whl from this checkout (or take $WHEEL, when it exists)
+  if [[ -n "${WHEEL:-}" && -f "$WHEEL" ]]; then return; fi
   local python="${CELLSEG_BIN}python"
   [[ -n "$CELLSEG_BIN" ]] || python=python3
   local version

@@ -34,3 +34,16 @@ def fluo_records(fluo_dataset, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("records") / "Fluo-N2DH-SYNTH")
     convert.run([str(fluo_dataset)], convert.Output(out, compression="gzip"), convert.Settings(val_sequences=("02",), distance_maps=True))
     return out
+
+
+@pytest.fixture(scope="session")
+def one_frame_records(tmp_path_factory):
+    """Two 1-frame 96 x 96 sequences converted, sequence 02 (one frame) for validation:
+    1 tile of 96 px, 4 of 48 px, 9 of 32 px, so the validation edges come from the patch size."""
+    from beam_pipelines import ctc_to_tfrecord as convert
+
+    root = tmp_path_factory.mktemp("data") / "Fluo-N2DH-ONE"
+    synthetic.write_dataset(root, synthetic.Config(kind="fluo", sequences=2, frames=1, height=96, width=96, seed=5))
+    out = str(tmp_path_factory.mktemp("records") / "Fluo-N2DH-ONE")
+    convert.run([str(root)], convert.Output(out), convert.Settings(val_sequences=("02",)))
+    return out

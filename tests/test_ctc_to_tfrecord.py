@@ -69,6 +69,7 @@ def test_dataset_json_describes_the_conversion(fluo_dataset, converted):
     assert on_disk["schema_version"] == schema.SCHEMA_VERSION
     assert on_disk["frame_sizes"] == [[96, 96]]
     assert on_disk["truth"] == {"gold": 4, "silver": 4}
+    assert on_disk["warnings"] == {"constant_frames": 0}
     assert on_disk["datasets"] == {"Fluo-N2DH-SYNTH": 8}
     assert on_disk["inputs"] == [str(fluo_dataset)]
     train = read_records(out, "train")
@@ -98,6 +99,25 @@ def test_split_is_the_same_on_a_second_run_and_by_sequence_on_request(fluo_datas
     files = sorted(glob.glob(str(tmp_path / "seq" / "val-*.tfrecord.gz")))
     sequences = {schema.decode(x)["sequence"].numpy() for x in tf.data.TFRecordDataset(files, compression_type="GZIP")}
     assert sequences == {b"02"}
+
+
+def test_val_sequences_naming_no_sequence_are_refused_before_anything_is_written(fluo_dataset, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="--val_sequences: no sequence 03; found Fluo-N2DH-SYNTH/01, "
+                                         "Fluo-N2DH-SYNTH/02"):
+        convert.run([str(fluo_dataset)], convert.Output(str(out)), convert.Settings(val_sequences=("02", "03")))
+    assert not out.exists()
+    # Either spelling of a sequence that exists is taken.
+    convert.check_val_sequences(convert.list_dataset(str(fluo_dataset)), ("Fluo-N2DH-SYNTH/02", "01"))
+
+
+def test_a_constant_frame_is_written_and_counted_as_a_warning(fluo_dataset, tmp_path):
+    root = tmp_path / "Fluo-N2DH-SYNTH"
+    shutil.copytree(fluo_dataset, root)
+    tiff.write(root / "01" / "t001.tif", np.zeros((96, 96), np.uint16))
+    description = convert.run([str(root)], convert.Output(str(tmp_path / "out")), convert.Settings())
+    assert description["counts"]["written"] == 8 and description["warnings"] == {"constant_frames": 1}
+    assert "warning: 1 frame(s) of a single intensity" in convert.format_counts(description)
 
 
 def test_two_datasets_at_once(fluo_dataset, tmp_path):

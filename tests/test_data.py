@@ -79,8 +79,14 @@ def test_seeded_stream_repeats_and_another_seed_differs(fluo_records):
 
 def test_validation_tiles_cover_each_frame_in_a_fixed_order(fluo_records, fluo_dataset):
     records = data.open_records(fluo_records)
-    tiles = [x for batch in data.validation_dataset(records, 64, 5) for x in zip(*[t.numpy() for t in batch])]
-    assert len(tiles) == 4 * 4  # 96 px needs 2 tiles of 64 per axis, starts 0 and 32
+    assert data.validation_tile_count(records, 64) == 4 * 4  # 96 px needs 2 tiles of 64 per axis, starts 0 and 32
+    assert data.validation_steps(16, 5) == 4
+    served = [x for batch in data.validation_dataset(records, 64, 5).take(4) for x in zip(*[t.numpy() for t in batch])]
+    tiles, padding = served[:16], served[16:]
+    # The last batch is filled with padding tiles: zero image, every label PADDING_LABEL.
+    assert len(padding) == 4 and all(not image.any() and (labels == data.PADDING_LABEL).all()
+                                     for image, labels, _ in padding)
+    assert not any((labels == data.PADDING_LABEL).all() for _, labels, _ in tiles)
     starts = [(0, 0), (0, 32), (32, 0), (32, 32)]
     frames = [frame_arrays(fluo_dataset, "02", t) for t in range(4)]
     seen = set()
@@ -93,8 +99,10 @@ def test_validation_tiles_cover_each_frame_in_a_fixed_order(fluo_records, fluo_d
             np.testing.assert_array_equal(tile[..., 0], image[r:r + 64, c:c + 64])
             np.testing.assert_array_equal(mask[..., 0], labels[r:r + 64, c:c + 64])
     assert seen == {0, 1, 2, 3}
-    again = [x for batch in data.validation_dataset(records, 64, 5) for x in zip(*[t.numpy() for t in batch])]
-    assert all(np.array_equal(a[0], b[0]) for a, b in zip(tiles, again))
+    # The stream repeats, one pass per validation_steps batches, the same tiles each pass.
+    again = [x for batch in data.validation_dataset(records, 64, 5).skip(4).take(4)
+             for x in zip(*[t.numpy() for t in batch])]
+    assert len(again) == len(served) and all(np.array_equal(a[0], b[0]) for a, b in zip(served, again))
 
 
 def test_distance_maps_travel_with_the_tiles(fluo_records, fluo_dataset):

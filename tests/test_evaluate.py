@@ -38,4 +38,18 @@ def test_cli_scores_a_result_folder_with_the_otsu_baseline(tmp_path):
     assert 0.2 < report["otsu"]["seg"] < 1.0
     missing = subprocess.run([sys.executable, "-m", "cellseg.evaluate", f"--pred={results}",
                               f"--gt={tmp_path / 'nothing'}"], capture_output=True, text=True)
-    assert missing.returncode == 1 and "no man_segTTT.tif reference masks" in missing.stderr
+    assert missing.returncode == 1 and missing.stderr.strip().endswith("nothing: no such folder")
+    assert "Traceback" not in missing.stderr
+
+
+def test_a_missing_or_empty_result_folder_is_refused_not_scored(tmp_path):
+    truth = tmp_path / "01_GT" / "SEG"
+    truth.mkdir(parents=True)
+    tiff.write_labels(truth / "man_seg000.tif", np.ones((8, 8), np.uint16))
+    with pytest.raises(ValueError, match="--pred=.*missing: no such folder"):
+        evaluate.evaluate(str(tmp_path / "missing"), str(truth))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="empty: no maskTTT.tif result masks"):
+        evaluate.evaluate(str(tmp_path / "empty"), str(truth))
+    with pytest.raises(ValueError, match="no man_segTTT.tif reference masks"):
+        evaluate.evaluate(str(tmp_path / "empty"), str(tmp_path / "empty"))

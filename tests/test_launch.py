@@ -7,6 +7,7 @@ import sys
 import time
 
 import pytest
+import tensorflow as tf
 
 LAUNCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "launch")
 BIN = os.path.dirname(sys.executable) + "/"
@@ -39,6 +40,7 @@ def test_local_conversion_dry_run_uses_every_core():
     ("convert_dataflow.sh", "DataflowRunner", {"temp_location": "gs://b/records/tmp", "project": "p", "region": "r"}),
     ("convert_flink.sh", "FlinkRunner", {"flink_master": "flink:8081", "environment_type": "DOCKER"}),
     ("convert_spark.sh", "SparkRunner", {"spark_master_url": "spark://spark:7077", "environment_type": "DOCKER"}),
+    ("convert_portable.sh", "PortableRunner", {"job_endpoint": "localhost:8099", "environment_type": "DOCKER"}),
 ])
 def test_cluster_conversions_build_the_wheel_and_name_their_runner(script, runner, expected):
     result = launch(script, "gs://b/in", "gs://b/records", "--project=p", "--region=r", "--dry_run",
@@ -106,14 +108,14 @@ def free_ports(count):
     return ports
 
 
-def test_two_workers_train_together_and_only_the_chief_writes_the_run_folder(fluo_records, tmp_path):
+def test_two_workers_train_together_and_only_the_chief_writes_the_run_folder(one_frame_records, tmp_path):
     hosts = ",".join(f"localhost:{port}" for port in free_ports(2))
     run = tmp_path / "run"
     flags = ["--epochs=1", "--steps_per_epoch=2", "--patch_size=32", "--base_filters=4", "--depth=2",
              "--per_replica_batch_size=2", "--validation_images=1", "--nomixed_precision", "--nojit_compile"]
     env = {**os.environ, "CELLSEG_BIN": BIN}
     workers = [subprocess.Popen(["bash", os.path.join(LAUNCH, "train_multi_worker.sh"), hosts, str(index),
-                                 str(fluo_records), str(run), *flags], stdout=subprocess.PIPE,
+                                 str(one_frame_records), str(run), *flags], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env=env) for index in (0, 1)]
     deadline = time.monotonic() + 300
     outputs = []
@@ -127,6 +129,10 @@ def test_two_workers_train_together_and_only_the_chief_writes_the_run_folder(flu
         assert worker.returncode == 0, stderr[-3000:]
     chief_out, other_out = outputs[0][0], outputs[1][0]
     assert "2 replica(s) (MultiWorkerMirroredStrategy); global batch 4 = 2 per replica x 2" in chief_out
+    # 9 validation tiles: 5 on one host, 4 on the other, padded to as many full batches on both.
+    for out, err in outputs:
+        assert "validation: 9 tile(s) of 32 px, 3 step(s) per pass on every host" in out
+        assert "ran out of data" not in out + err
     assert "validation (best checkpoint, inference mode)" in chief_out
     assert "validation (best checkpoint" not in other_out  # the other worker writes no results
     assert os.path.exists(run / "checkpoints" / "best.keras")
@@ -135,3 +141,56 @@ def test_two_workers_train_together_and_only_the_chief_writes_the_run_folder(flu
     assert [int(row.split(",")[0]) for row in open(run / "log.csv").read().splitlines()[1:]] == [0]
     # The other worker keeps what it must write apart from the chief's files.
     assert os.listdir(run / "workers") == ["worker-1"]
+
+
+def serving(port, deadline):
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("localhost", port)) == 0:
+                return True
+        time.sleep(0.2)
+    return False
+
+
+def test_the_portable_job_api_on_loopback_writes_what_the_direct_runner_writes(fluo_dataset, tmp_path):
+    # The protocol of Flink's and Spark's job servers, spoken here by Beam's local job service, with SDK
+    # workers from an external worker pool, each started as its own process as on a cluster.
+    from beam_pipelines import ctc_to_tfrecord as convert
+
+    job_port, pool_port = free_ports(2)
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+    wheel = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                            "--wheel-dir", str(tmp_path / "dist"), os.path.dirname(LAUNCH)],
+                           capture_output=True, text=True, env=env)
+    assert wheel.returncode == 0, wheel.stderr[-2000:]
+    [built] = list((tmp_path / "dist").glob("cellseg-*.whl"))
+    services = [subprocess.Popen([sys.executable, "-m", module, flag], env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+                for module, flag in (("apache_beam.runners.portability.local_job_service_main", f"--port={job_port}"),
+                                     ("apache_beam.runners.worker.worker_pool_main", f"--service_port={pool_port}"))]
+    try:
+        deadline = time.monotonic() + 120
+        assert serving(job_port, deadline) and serving(pool_port, deadline)
+        result = launch("convert_portable.sh", str(fluo_dataset), str(tmp_path / "portable"), "--val_sequences=02",
+                        timeout=300, env={"PATH": env["PATH"], "JOB_ENDPOINT": f"localhost:{job_port}",
+                                          "ENVIRONMENT_TYPE": "EXTERNAL",
+                                          "ENVIRONMENT_CONFIG": f"localhost:{pool_port}", "WHEEL": str(built)})
+    finally:
+        for service in services:
+            service.kill()
+            service.wait()
+    [command] = printed(result)
+    assert options(command)["runner"] == "PortableRunner" and options(command)["extra_package"] == str(built)
+    direct = convert.run([str(fluo_dataset)], convert.Output(str(tmp_path / "direct")),
+                         convert.Settings(val_sequences=("02",)))
+    portable = json.loads((tmp_path / "portable" / "dataset.json").read_text())
+    assert portable["counts"] == direct["counts"] and portable["counts"]["written"] == 8
+    for split in ("train", "val"):
+        # The same examples (compared as protos: the bytes of a proto map follow no fixed order).
+        records = []
+        for name in ("portable", "direct"):
+            shards = sorted(str(path) for path in (tmp_path / name).glob(f"{split}-*.tfrecord"))
+            examples = [tf.train.Example.FromString(raw.numpy()) for raw in tf.data.TFRecordDataset(shards)]
+            records.append(sorted(examples, key=lambda e: (e.features.feature["sequence"].bytes_list.value[0],
+                                                           e.features.feature["frame"].int64_list.value[0])))
+        assert records[0] == records[1] and len(records[0]) == 4

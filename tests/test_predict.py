@@ -128,8 +128,13 @@ def test_a_file_that_is_not_a_cellseg_model_is_refused_by_name(tmp_path):
 
     bogus = tmp_path / "notes.keras"
     bogus.write_text("not a model")
-    with pytest.raises(ValueError, match="notes.keras: not a cellseg model"):
+    with pytest.raises(ValueError, match="notes.keras: not a readable .keras file"):
         predict.load_model(str(bogus), 64)
+    with pytest.raises(ValueError, match="gone.keras: no such file or folder"):
+        predict.load_model(str(tmp_path / "gone.keras"), 64)
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(ValueError, match="folder: a folder that is neither a run folder"):
+        predict.load_model(str(tmp_path / "folder"), 64)
     plain = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(1, 1)])
     plain.save(tmp_path / "plain.keras")
     with pytest.raises(ValueError, match="not a cellseg model"):
@@ -175,3 +180,46 @@ def test_the_target_and_tuned_thresholds_come_from_the_run_folder(tmp_path):
     (run / "postprocess.json").write_text(json.dumps({**tuned, "target": "distance"}))
     with pytest.raises(ValueError, match="for target distance"):
         predict.load_model(str(run), 32)
+
+
+def test_an_export_is_not_run_when_it_is_loaded(tmp_path):
+    # An export's functions may do anything (here: write a file); loading one must not call them.
+    import tensorflow as tf
+
+    marker = tmp_path / "ran"
+
+    class Crafted(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 32, 32, 1], tf.float32)])
+        def serve(self, tiles):
+            tf.io.write_file(str(marker), "ran")
+            return tf.concat([tiles, tiles, tiles], axis=-1)
+
+    tf.saved_model.save(Crafted(), str(tmp_path / "export"))
+    assert not marker.exists()
+    model = predict.load_model(str(tmp_path / "export"), 32)
+    assert model.target == "three_class"  # 3 output channels, read from the signature
+    assert not marker.exists()
+
+
+def test_a_frame_holding_nan_is_refused_by_name_and_the_others_are_written(tiny_model, fluo_dataset, tmp_path):
+    import shutil
+
+    from cellseg import tiff
+
+    sequence = tmp_path / "01"
+    shutil.copytree(fluo_dataset / "01", sequence)
+    for index, value in ((1, np.nan), (2, np.inf)):
+        frame = tiff.read(sequence / f"t00{index}.tif").astype(np.float32)
+        frame[5, 5] = value
+        tiff.write(sequence / f"t00{index}.tif", frame)
+    result = predict.run_prediction(str(sequence), tiny_model, str(tmp_path / "out"), 64, 32)
+    assert result["frames"] == 2 and len(result["failed"]) == 2
+    assert all("NaN or infinite" in reason for reason in result["failed"])
+    assert sorted(os.listdir(tmp_path / "out" / "01_RES")) == ["mask000.tif", "mask003.tif"]
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_first(tiny_model, fluo_dataset, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(ValueError, match="a_file/out: cannot write there"):
+        predict.run_prediction(str(fluo_dataset / "01"), str(tmp_path / "no_model.keras"), str(blocker / "out"))

@@ -1,8 +1,11 @@
+import dataclasses
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
@@ -99,17 +102,45 @@ def test_tensorboard_holds_scalars_and_validation_images(run):
     assert (width, height) == (3 * 32, 32) and len(encoded) == 2 + 2
 
 
-def test_a_killed_run_resumes_at_its_next_epoch_with_the_same_step_count(fluo_records, tmp_path):
-    class Killed(Exception):
-        pass
+KILLED_RUN = """
+import os, signal, sys
+sys.path.insert(0, {tests!r})
+import conftest  # two logical CPUs, quiet TensorFlow
+import keras
+from cellseg import training
 
-    class KillAfterFirstEpoch(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            raise Killed()
+class Kill(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        if {mid_epoch} and self.model.optimizer.iterations.numpy() == 6:  # epoch 1, step 2 of 4
+            os.kill(os.getpid(), signal.SIGKILL)
 
-    cfg = config(fluo_records, tmp_path / "resume", epochs=2, validation_images=0)
-    with pytest.raises(Killed):
-        training.train(cfg, extra_callbacks=[KillAfterFirstEpoch()], log=lambda *_: None)
+if not {mid_epoch}:
+    save_weights = keras.Model.save_weights
+    def torn(self, path, *args, **kwargs):
+        save_weights(self, path, *args, **kwargs)
+        if self.optimizer.iterations.numpy() == 8:  # the backup write at the end of epoch 1
+            with open(path, "r+b") as handle:
+                handle.truncate(os.path.getsize(path) // 2)
+            os.kill(os.getpid(), signal.SIGKILL)
+    keras.Model.save_weights = torn
+
+config = training.Config(**{config!r})
+training.train(config, extra_callbacks=[Kill()], log=lambda *_: None)
+"""
+
+
+@pytest.mark.parametrize("mid_epoch", [True, False], ids=["mid-epoch", "during-backup-write"])
+def test_a_run_killed_resumes_at_its_last_whole_epoch_with_best_keras_intact(fluo_records, tmp_path, mid_epoch):
+    cfg = config(fluo_records, tmp_path / "run", epochs=3, validation_images=0)
+    script = KILLED_RUN.format(tests=os.path.dirname(__file__), mid_epoch=mid_epoch,
+                               config={f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+                                       if f.name != "augmentation"})
+    killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    best = os.path.join(cfg.model_dir, "checkpoints", "best.keras")
+    assert isinstance(keras.models.load_model(best), training.Segmenter)  # whole, loadable
+    finished = [int(row["epoch"]) for row in training.read_log(cfg.model_dir)]
+    assert finished == [0]  # killed in epoch 1, before its row
     seen = {}
 
     class Watch(keras.callbacks.Callback):
@@ -121,8 +152,38 @@ def test_a_killed_run_resumes_at_its_next_epoch_with_the_same_step_count(fluo_re
             seen["final_iterations"] = int(self.model.optimizer.iterations.numpy())
 
     training.train(cfg, extra_callbacks=[Watch()], log=lambda *_: None)
-    assert seen == {"first_epoch": 1, "iterations": 4, "final_iterations": 8}
-    assert [int(row["epoch"]) for row in training.read_log(cfg.model_dir)] == [0, 1]
+    # Both resume after epoch 0, the last backed up whole (the torn write never replaced it),
+    # at its step count.
+    assert seen == {"first_epoch": 1, "iterations": 4, "final_iterations": 12}
+    assert [int(row["epoch"]) for row in training.read_log(cfg.model_dir)] == [0, 1, 2]
+
+
+def test_the_backup_writer_that_cellseg_overrides_is_still_keras_own(tmp_path):
+    # training.Backup replaces BackupAndRestore._save_model and reads the state Keras keeps for it.
+    assert "_save_model" in vars(keras.callbacks.BackupAndRestore)
+    backup = training.Backup(str(tmp_path))
+    assert backup._weights_path == os.path.join(str(tmp_path), "latest.weights.h5")
+    assert backup._training_metadata_path == os.path.join(str(tmp_path), "training_metadata.json")
+    assert (backup._current_epoch, backup._last_batch_seen) == (0, 0)
+
+
+def test_a_second_training_into_the_same_folder_is_refused(fluo_records, tmp_path):
+    cfg = config(fluo_records, tmp_path / "run")
+    with training.locked(cfg.model_dir):
+        with pytest.raises(ValueError, match=f"run is in use by another training \\(process {os.getpid()}\\)"):
+            training.train(cfg, log=lambda *_: None)
+    with training.locked(cfg.model_dir):  # released: taken again
+        pass
+
+
+def test_the_log_reader_skips_repeated_headers_and_torn_lines(tmp_path):
+    (tmp_path / "log.csv").write_text(
+        "epoch,loss,val_dice\n0,0.9,0.1\n1,0.8,0.2\n"
+        "epoch,loss,val_dice\n1,0.7,0.3\n2,0.6,0.4\n3,0.5,0.\n4,0.4")
+    rows = training.read_log(str(tmp_path))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3, 4]
+    assert rows[1] == {"epoch": 1.0, "loss": 0.7, "val_dice": 0.3}  # the later row of an epoch run twice
+    assert rows[4] == {"epoch": 4.0, "loss": 0.4}
 
 
 def test_step_seeds_differ_by_replica_and_step():
@@ -171,6 +232,14 @@ def test_flags_txt_reruns_the_run_and_binary_goes_end_to_end(fluo_records, fluo_
     assert again.returncode == 0, again.stderr[-2000:]
     assert (tmp_path / "b" / "flags.txt").read_text().replace("/b\n", "/a\n") == flagfile.read_text()
     assert json.load(open(tmp_path / "b" / "metrics.json"))["epochs_run"] == 1
+    # A failed call on the folder leaves its flags.txt alone; another architecture is refused in one line.
+    before = flagfile.read_text()
+    typo = cli(f"--flagfile={flagfile}", f"--records_dir={tmp_path / 'typo'}")
+    assert typo.returncode == 1 and "no dataset.json" in typo.stderr and "Traceback" not in typo.stderr
+    wider = cli(f"--flagfile={flagfile}", "--base_filters=8")
+    assert wider.returncode == 1 and "Traceback" not in wider.stderr
+    assert "holds a run with --base_filters=4 (given 8); resume it with its own flags" in wider.stderr
+    assert flagfile.read_text() == before
 
 
 def test_distance_target_goes_end_to_end_from_the_command_line(fluo_records, fluo_dataset, tmp_path):
@@ -210,10 +279,34 @@ def set_version(directory):
     (directory / "dataset.json").write_text(json.dumps(description))
 
 
+def version_1_shards(directory):
+    # Shards written by an older converter, under the current dataset.json.
+    for path in directory.glob("*-*.tfrecord.gz"):
+        examples = []
+        for raw in tf.data.TFRecordDataset(str(path), compression_type="GZIP"):
+            example = tf.train.Example.FromString(raw.numpy())
+            example.features.feature["schema_version"].int64_list.value[:] = [1]
+            examples.append(example.SerializeToString())
+        with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
+            for example in examples:
+                writer.write(example)
+
+
+def empty_validation(directory):
+    description = json.loads((directory / "dataset.json").read_text())
+    description["counts"]["val"] = 0
+    (directory / "dataset.json").write_text(json.dumps(description))
+    for path in directory.glob("val-*"):
+        with tf.io.TFRecordWriter(str(path), options="GZIP"):
+            pass
+
+
 @pytest.mark.parametrize("case, make, extra, message", [
     ("no dataset.json", lambda d: os.remove(d / "dataset.json"), [], "no dataset.json"),
     ("no shards", lambda d: [os.remove(p) for p in d.glob("train-*")], [], "no train-"),
     ("unknown schema", set_version, [], "schema version 7"),
+    ("version-1 shards", version_1_shards, [], "schema version 1, but this cellseg reads version 2"),
+    ("empty validation", empty_validation, ["--patch_size=32", "--depth=2"], "the validation split holds no frames"),
     ("patch larger than frames", None, ["--patch_size=256"], "larger than every frame"),
     ("patch not a multiple", None, ["--patch_size=40"], "multiple of 2**depth = 16"),
     ("batch size", None, ["--per_replica_batch_size=0"], "per_replica_batch_size"),
@@ -226,6 +319,7 @@ def test_bad_input_exits_non_zero_with_one_clear_line(fluo_records, tmp_path, ca
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "flags.txt").exists()  # written only once a run starts
 
 
 def test_chief_and_worker_count_come_from_tf_config(monkeypatch):
@@ -239,3 +333,24 @@ def test_chief_and_worker_count_come_from_tf_config(monkeypatch):
     with_chief = {"chief": ["localhost:0"], **cluster}
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": with_chief, "task": {"type": "worker", "index": 0}}))
     assert not training.is_chief() and training.worker_count() == 3 and training.worker_index() == 1
+
+
+def test_ctrl_c_ends_training_in_one_line_that_says_how_to_resume(fluo_records, tmp_path):
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "cellseg.train", f"--records_dir={fluo_records}",
+                                f"--model_dir={run_dir}", "--epochs=1000", "--steps_per_epoch=2", "--patch_size=32",
+                                "--base_filters=4", "--depth=2", "--per_replica_batch_size=2",
+                                "--validation_images=0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run_dir / "flags.txt").exists() and time.monotonic() < deadline:  # the run has started
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 1, stderr[-2000:]
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    assert stderr.strip().splitlines()[-1] == (
+        f"cellseg-train: interrupted; the same command resumes after the last finished epoch "
+        f"(--flagfile={run_dir / 'flags.txt'})")
