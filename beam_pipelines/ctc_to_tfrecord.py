@@ -1,8 +1,4 @@
-"""cellseg-convert: CTC dataset folders to preprocessed, sharded TFRecords, with Apache Beam.
-
-    cellseg-convert --input_dir=data/Fluo-N2DH-GOWT1 --output_dir=records/Fluo-N2DH-GOWT1
-    cellseg-convert --input_dir=gs://bucket/Fluo-N2DH-GOWT1 --output_dir=gs://bucket/records \\
-        --runner=DataflowRunner --project=P --region=R --extra_package=dist/cellseg-0.1.0-py3-none-any.whl
+"""The Beam job behind cellseg-convert: CTC dataset folders to preprocessed, sharded TFRecords.
 
 The job lists each dataset through Beam's filesystems (local disk, gs://, s3://,
 ...), reads every frame and its mask as bytes, decodes them with rasterio,
@@ -12,8 +8,9 @@ line per input that could not be used, with the reason) and `dataset.json`.
 Every discovered input ends up written, listed as an error, or counted as skipped
 (it has only another truth kind than --truth asks for); the counts add up.
 
-Flags of the job are absl flags; every other argument goes to Beam's
-PipelineOptions (--runner, --direct_num_workers, --project, ...).
+`run` takes plain settings; the command (`cellseg/cli/convert.py`) passes
+every argument it does not know to Beam's PipelineOptions (--runner,
+--direct_num_workers, --project, ...).
 """
 
 from __future__ import annotations
@@ -23,7 +20,6 @@ import datetime
 import hashlib
 import json
 import os
-import shlex
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow only encodes here: no device chatter
@@ -36,7 +32,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
 import cellseg
-from cellseg import ctc, preprocess, schema, targets, tiff
+from cellseg import ctc, errors, preprocess, schema, targets, tiff
 
 TRAIN, VAL = "train", "val"
 ERRORS, STATS = "errors", "stats"
@@ -112,7 +108,7 @@ def list_dataset(root: str, sequences=None) -> list[Item]:
     try:
         matched = FileSystems.match(patterns)
     except Exception as error:  # Beam raises BeamIOError, or IOError for a missing local root
-        raise ctc.LayoutError(f"cannot list {root}: {_first_line(error)}") from error
+        raise ctc.LayoutError(f"cannot list {root}: {errors.first_line(error)}") from error
     relative = [m.path[len(root) + 1 :] for result in matched for m in result.metadata_list]
     frames, orphans = ctc.parse_layout(root, relative, sequences)
     items = [Item(frame.key, frame=frame) for frame in frames]
@@ -138,7 +134,7 @@ def read_bytes(path: str) -> bytes:
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
             return handle.read()
     except Exception as error:  # BeamIOError, FileNotFoundError, permission errors
-        raise ValueError(f"{path}: cannot read ({_first_line(error)})") from error
+        raise ValueError(f"{path}: cannot read ({errors.first_line(error)})") from error
 
 
 class BadInput(ValueError):
@@ -462,11 +458,6 @@ def _join(directory: str, name: str) -> str:
     return FileSystems.join(directory, name)
 
 
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def unknown_beam_args(args: list[str]) -> list[str]:
     """The arguments that no Beam PipelineOptions class knows (Beam itself would drop them with a warning)."""
     import argparse
@@ -500,92 +491,3 @@ def format_counts(description: dict) -> str:
         lines.append(f"foreground fraction (train): {description['foreground_fraction']:.1%}")
     lines.append(f"frame sizes: {', '.join(f'{h} x {w}' for h, w in description['frame_sizes']) or '-'}")
     return "\n".join(lines)
-
-
-# --- command line ----------------------------------------------------------------------
-
-
-def _define_flags():
-    from absl import flags
-
-    flags.DEFINE_multi_string("input_dir", None, "CTC dataset folder(s), local or on any Beam filesystem; "
-                              "repeat the flag or separate with commas.")
-    flags.DEFINE_string("output_dir", None, "Where shards go (default: records/<dataset name>).")
-    flags.DEFINE_enum("truth", "gold_then_silver", ctc.TRUTH_POLICIES,
-                      "Which masks: gold, silver, or gold where a frame has it and silver otherwise.")
-    flags.DEFINE_list("sequences", None, "Only these sequences (e.g. 01,02).")
-    flags.DEFINE_float("val_fraction", 0.2, "Fraction of frames for validation, by a hash of dataset/sequence/frame.")
-    flags.DEFINE_list("val_sequences", None, "Validation sequences (e.g. 02 or Fluo-N2DH-GOWT1/02); "
-                      "overrides --val_fraction.")
-    flags.DEFINE_integer("num_shards", 0, "Shards per split; 0 lets the runner decide (no shuffle).", lower_bound=0)
-    flags.DEFINE_enum("compression", "none", ["none", "gzip"],
-                      "Compression of the shards: gzip stores 3.4x less, reads 1.8x slower.")
-    flags.DEFINE_bool("weight_map", True, "Store the U-Net border weight map with each frame.")
-    flags.DEFINE_bool("distance_maps", False, "Store the cell and neighbour distance maps, which "
-                      "cellseg-train --target=distance needs (two float16 maps per frame).")
-    flags.DEFINE_float("w0", preprocess.DEFAULT_W0, "Border weight w0 (U-Net paper: 10).", lower_bound=0.0)
-    flags.DEFINE_float("sigma", preprocess.DEFAULT_SIGMA, "Border weight sigma in pixels (U-Net paper: 5).",
-                       lower_bound=0.1)
-    flags.DEFINE_float("percentile_low", preprocess.DEFAULT_PERCENTILES[0], "Lower stretch percentile.")
-    flags.DEFINE_float("percentile_high", preprocess.DEFAULT_PERCENTILES[1], "Upper stretch percentile.")
-    flags.DEFINE_float("max_error_fraction", 0.0, "Exit non-zero when more than this fraction of inputs fail "
-                       "(valid frames are written either way).", lower_bound=0.0, upper_bound=1.0)
-    flags.DEFINE_bool("overwrite", False, "Replace converted data already in --output_dir.")
-    flags.mark_flag_as_required("input_dir")
-
-
-def _main(argv):
-    from absl import flags
-    from absl import logging as absl_logging
-
-    FLAGS = flags.FLAGS
-    if not FLAGS["verbosity"].present:  # Beam logs every step at INFO
-        absl_logging.set_verbosity(absl_logging.WARNING)
-    beam_args = argv[1:]
-    unknown = unknown_beam_args(beam_args)
-    if unknown:
-        sys.exit(f"cellseg-convert: unknown flag(s) {' '.join(unknown)} (neither a cellseg-convert nor a Beam option)")
-    inputs = [path.strip() for value in FLAGS.input_dir for path in value.split(",") if path.strip()]
-    try:
-        settings = Settings(
-            truth=FLAGS.truth,
-            percentiles=(FLAGS.percentile_low, FLAGS.percentile_high),
-            weight_map=FLAGS.weight_map,
-            w0=FLAGS.w0,
-            sigma=FLAGS.sigma,
-            distance_maps=FLAGS.distance_maps,
-            val_fraction=FLAGS.val_fraction,
-            val_sequences=tuple(FLAGS.val_sequences or ()),
-        )
-        if not 0.0 <= settings.percentiles[0] < settings.percentiles[1] <= 100.0:
-            raise ValueError("need 0 <= --percentile_low < --percentile_high <= 100")
-        names = [os.path.basename(path.rstrip("/")) for path in inputs]
-        output = Output(FLAGS.output_dir or os.path.join("records", "+".join(names)), FLAGS.num_shards, FLAGS.compression)
-        description = run(inputs, output, settings, beam_args, FLAGS.sequences, FLAGS.overwrite,
-                          command=" ".join(shlex.quote(arg) for arg in sys.argv))
-    except (ValueError, FileExistsError) as error:  # LayoutError is a ValueError
-        sys.exit(f"cellseg-convert: {error}")
-    print(format_counts(description))
-    print(f"wrote {output.directory}/dataset.json")
-    counts = description["counts"]
-    if counts["errors"]:
-        print(f"{counts['errors']} input(s) failed; reasons in {output.directory}/errors-*.jsonl")
-    fraction = counts["errors"] / max(counts["discovered"], 1)
-    if fraction > FLAGS.max_error_fraction:
-        sys.exit(f"cellseg-convert: {fraction:.1%} of inputs failed, more than --max_error_fraction="
-                 f"{FLAGS.max_error_fraction:g}; the valid frames were written")
-
-
-def main():
-    from absl import app, flags
-
-    _define_flags()
-    app.run(_main, flags_parser=lambda argv: flags.FLAGS(argv, known_only=True))
-
-
-if __name__ == "__main__":
-    # Run through the package's module, not __main__, so that what Beam pickles
-    # (Item, the DoFns) names a module that worker processes can import.
-    from beam_pipelines import ctc_to_tfrecord
-
-    ctc_to_tfrecord.main()

@@ -3,7 +3,7 @@
     python benchmarks/inference.py [--sizes=512,1024] [--repeats=0] [--base_filters=16]
 
 A U-Net (base 16, depth 4, untrained: the time does not depend on the weights)
-predicts synthetic frames through `cellseg.predict.predict_outputs` with
+predicts synthetic frames through `cellseg.tiling.predict_outputs` with
 cellseg-predict's default tile (256) and overlap (64), 4 tiles per batch, on
 the default device (a GPU where TensorFlow sees one). After one warm-up frame
 of each size the median of a few frames is reported. Post-processing
@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
-from cellseg import instances, predict, preprocess, synthetic, targets, training  # noqa: E402
+from cellseg import instances, preprocess, segmenter, synthetic, targets, tiling  # noqa: E402
 from common import SCRATCH, show, write  # noqa: E402
 
 
@@ -66,15 +66,15 @@ def main():
     parser.add_argument("--output_json", default=os.path.join(SCRATCH, "inference.json"))
     args = parser.parse_args()
     on_gpu = bool(tf.config.list_physical_devices("GPU"))
-    tile, overlap = predict.DEFAULT_TILE, predict.DEFAULT_OVERLAP
-    network = training.output_model(training.Segmenter(tile, args.base_filters, args.depth, target="binary"), tile)
+    tile, overlap = tiling.DEFAULT_TILE, tiling.DEFAULT_OVERLAP
+    network = segmenter.output_model(segmenter.Segmenter(tile, args.base_filters, args.depth, target="binary"), tile)
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
         image, labels = frame(size)
         repeats = args.repeats or (10 if on_gpu else 3 if size <= 512 else 2)
-        run = lambda: predict.predict_outputs(network.predict_on_batch, image, tile, overlap, args.batch)  # noqa: E731
+        run = lambda: tiling.predict_outputs(network.predict_on_batch, image, tile, overlap, args.batch)  # noqa: E731
         run()  # warm-up: traces the batch shapes this frame size needs
-        row = {"size": size, "tiles": int(np.prod(predict.tile_layout(size, size, tile, overlap)[1:3])),
+        row = {"size": size, "tiles": int(np.prod(tiling.tile_layout(size, size, tile, overlap)[1:3])),
                "repeats": repeats, "predict_ms": round(median_ms(run, repeats), 1)}
         for target in ("binary", "three_class"):
             outputs, settings = outputs_from_labels(labels, target), instances.Postprocess(target)

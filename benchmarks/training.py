@@ -24,7 +24,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from cellseg import augment, losses, metrics, training  # noqa: E402
+from cellseg import augment, distribute, losses, metrics, segmenter  # noqa: E402
 from common import SCRATCH, show, write  # noqa: E402
 
 
@@ -44,11 +44,11 @@ def throughput(strategy, base: int, size: int, batch: int, steps: int, jit: bool
     dataset = tf.data.Dataset.from_tensors((images, masks, np.ones_like(images))).repeat()
     with strategy.scope():
         augmentation = augment.Config(rotation=10, scale=0.1, gamma=0.2, contrast=0.1, brightness=0.05, noise=0.02)
-        segmenter = training.Segmenter(size, base, 4, augmentation=dataclasses.asdict(augmentation))
-        segmenter.compile(optimizer=keras.optimizers.Adam(1e-4), loss=losses.SegmentationLoss(),
-                          metrics=metrics.pixel_metrics(), jit_compile=jit)
+        net = segmenter.Segmenter(size, base, 4, augmentation=dataclasses.asdict(augmentation), target="binary")
+        net.compile(optimizer=keras.optimizers.Adam(1e-4), loss=losses.SegmentationLoss(target="binary"),
+                          metrics=metrics.pixel_metrics("binary"), jit_compile=jit)
     timer = StepTimes()
-    segmenter.fit(dataset, epochs=1, steps_per_epoch=steps + 1, callbacks=[timer], verbose=0)
+    net.fit(dataset, epochs=1, steps_per_epoch=steps + 1, callbacks=[timer], verbose=0)
     measured = np.diff(timer.times)  # the first step includes tracing and compilation
     return batch / float(np.median(measured))
 
@@ -64,7 +64,7 @@ def main():
     args = parser.parse_args()
     if args.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    strategy = training.make_strategy("auto")
+    strategy = distribute.make_strategy("auto")
     on_gpu = bool(tf.config.list_logical_devices("GPU"))
     rows = []
     for base in (int(b) for b in args.bases.split(",")):

@@ -32,12 +32,12 @@ class Config:
     symmetries: bool = True  # random flip / quarter turn (all 8 of the dihedral group)
     elastic_sigma: float = 10.0  # std of the coarse displacements, pixels
     elastic_points: int = 3  # coarse grid is points x points
-    rotation: float = 0.0  # max small rotation, degrees (uniform in +-)
-    scale: float = 0.0  # max relative zoom (uniform in 1 +- scale)
-    gamma: float = 0.0  # log-gamma uniform in +-gamma
-    contrast: float = 0.0  # contrast factor uniform in 1 +- contrast
-    brightness: float = 0.0  # offset uniform in +-brightness (image in [0, 1])
-    noise: float = 0.0  # std of additive Gaussian noise
+    rotation: float = 10.0  # max small rotation, degrees (uniform in +-)
+    scale: float = 0.1  # max relative zoom (uniform in 1 +- scale)
+    gamma: float = 0.2  # log-gamma uniform in +-gamma
+    contrast: float = 0.1  # contrast factor uniform in 1 +- contrast
+    brightness: float = 0.05  # offset uniform in +-brightness (image in [0, 1])
+    noise: float = 0.02  # std of additive Gaussian noise
 
     def __post_init__(self):
         for name in ("elastic_sigma", "rotation", "scale", "gamma", "contrast", "brightness", "noise"):
@@ -49,7 +49,8 @@ class Config:
             raise ValueError(f"scale must be below 1, got {self.scale}")
 
 
-NONE = Config(symmetries=False, elastic_sigma=0.0)
+NONE = Config(symmetries=False, elastic_sigma=0.0, rotation=0.0, scale=0.0, gamma=0.0, contrast=0.0, brightness=0.0,
+              noise=0.0)
 
 # One sub-seed per random draw (from one stateless_split), so that switching a
 # part on or off does not change what the others draw. (stateless_fold_in would

@@ -15,6 +15,7 @@ any other filesystem (Beam lists `gs://...` itself and hands the names here).
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
 import re
 from collections.abc import Iterable
@@ -26,6 +27,7 @@ TRUTH_POLICIES = ("gold", "silver", "gold_then_silver")
 _SEQUENCE = re.compile(r"^(\d{2,})$")
 FRAME = re.compile(r"^t(\d{3,})\.tiff?$")  # t000.tif, t0000.tif
 _MASK = re.compile(r"^man_seg(\d{3,})\.tiff?$")
+_RESULT_OR_MASK = re.compile(r"^(?:man_seg|mask)(\d{3,})\.tiff?$")  # man_segTTT.tif (truth), maskTTT.tif (results)
 _TRUTH_DIR = {"GT": GOLD, "ST": SILVER}
 
 EXPECTED_LAYOUT = (
@@ -181,3 +183,33 @@ def mask_name(index: int, digits: int = 3) -> str:
 
 def _join(root: str, parts: list[str]) -> str:
     return "/".join([root.rstrip("/"), *parts]) if "://" in root else os.path.join(root, *parts)
+
+
+def sequence_frames(folder: str) -> list[str]:
+    """The frames t000.tif (or t0000.tif) of one sequence folder, in order."""
+    return sorted(path for path in glob.glob(os.path.join(folder, "t*.tif*")) if FRAME.match(os.path.basename(path)))
+
+
+def frame_path(folder: str, index: int) -> str | None:
+    """The path of frame `index` in a sequence folder (three or four digits), None when absent."""
+    for digits in (3, 4):
+        path = os.path.join(folder, frame_name(index, digits))
+        if os.path.exists(path):
+            return path
+    return None
+
+
+def frame_index(name: str) -> tuple[int, int] | None:
+    """(index, digits) of a frame file name such as t012.tif (or its stem t012), None for other names."""
+    match = FRAME.match(name if name.endswith((".tif", ".tiff")) else name + ".tif")
+    return (int(match.group(1)), len(match.group(1))) if match else None
+
+
+def masks_by_index(folder: str) -> dict[int, str]:
+    """Frame index -> path of the man_segTTT.tif (truth) or maskTTT.tif (results) files of a folder."""
+    found = {}
+    for path in glob.glob(os.path.join(folder, "*.tif*")):
+        match = _RESULT_OR_MASK.match(os.path.basename(path))
+        if match:
+            found[int(match.group(1))] = path
+    return found

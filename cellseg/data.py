@@ -25,7 +25,7 @@ import os
 
 import tensorflow as tf
 
-from cellseg import preprocess, schema
+from cellseg import preprocess, schema, targets
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,13 +41,13 @@ class Records:
     def compression(self) -> str:
         return "GZIP" if self.description["shards"]["compression"] == "gzip" else ""
 
-    def class_weights(self, target: str = "binary") -> tuple[float, ...]:
+    def class_weights(self, target: str) -> tuple[float, ...]:
         """Balanced weights per class of `target` from the training split's class fractions.
 
         (background, cell) for binary and distance targets; (background,
         interior, boundary) for three_class.
         """
-        if target == "three_class":
+        if len(targets.get(target).class_names) > 2:
             return preprocess.balanced_weights(self.description["class_fractions"])
         return preprocess.balanced_class_weights(self.description["foreground_fraction"] or 0.5)
 

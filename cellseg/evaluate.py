@@ -1,58 +1,32 @@
-"""cellseg-evaluate: score a result folder against reference masks, the challenge's way.
-
-    cellseg-evaluate --pred=out/02_RES --gt=data/X/02_GT/SEG --baseline=otsu
+"""Scoring a result folder against reference masks, the challenge's way (numpy, no TensorFlow).
 
 Reports the CTC SEG measure (per reference object, the Jaccard index of the
 predicted object covering more than half of it, 0 when none; the mean over all
 reference objects), object detection at IoU 0.5 (TP, FP, FN, precision, recall,
-F1) and pixel Dice, IoU, precision, recall and accuracy. With --baseline=otsu
+F1) and pixel Dice, IoU, precision, recall and accuracy. With the Otsu baseline
 the same frames are also segmented by Otsu thresholding plus a distance-transform
 watershed, so every report shows what the U-Net adds over the classical method.
 """
 
 from __future__ import annotations
 
-import glob
-import json
 import os
-import re
-import sys
 
 import numpy as np
 
-from cellseg import instances, metrics, preprocess, tiff
-
-_MASK = re.compile(r"^(?:man_seg|mask)(\d{3,})\.tiff?$")
-
-
-def indexed(folder: str) -> dict[int, str]:
-    """Frame index -> path of the man_segTTT.tif or maskTTT.tif files of a folder."""
-    found = {}
-    for path in glob.glob(os.path.join(folder, "*.tif*")):
-        match = _MASK.match(os.path.basename(path))
-        if match:
-            found[int(match.group(1))] = path
-    return found
+from cellseg import ctc, instances, preprocess, scores, tiff
 
 
 def score(pairs) -> dict:
     """Scores of (reference labels, predicted labels) pairs, pooled over all frames."""
     references, predictions = [r for r, _ in pairs], [p for _, p in pairs]
-    confusion = np.zeros(4)
-    for reference, predicted in pairs:
-        truth, guess = reference > 0, predicted > 0
-        confusion += [np.sum(truth & guess), np.sum(~truth & guess), np.sum(truth & ~guess), np.sum(~truth & ~guess)]
-    tp, fp, fn, tn = confusion
-    ratio = lambda a, b: float(a / b) if b else 0.0  # noqa: E731
+    counts = sum((scores.confusion(reference, predicted) for reference, predicted in pairs), np.zeros(4))
     return {
         "frames": len(pairs),
-        "seg": metrics.seg_score(references, predictions),
-        **metrics.detection_scores(references, predictions),
-        "pixel_dice": ratio(2 * tp, 2 * tp + fp + fn),
-        "pixel_iou": ratio(tp, tp + fp + fn),
-        "pixel_precision": ratio(tp, tp + fp),
-        "pixel_recall": ratio(tp, tp + fn),
-        "pixel_accuracy": ratio(tp + tn, tp + fp + fn + tn),
+        "seg": scores.seg_score(references, predictions),
+        **scores.detection_scores(references, predictions),
+        **{name if name.startswith("pixel_") else f"pixel_{name}": value
+           for name, value in scores.pixel_scores(counts).items()},
     }
 
 
@@ -72,7 +46,7 @@ def evaluate(pred_dir: str, gt_dir: str, images_dir: str | None = None) -> dict:
     for folder, flag in ((pred_dir, "--pred"), (gt_dir, "--gt")):
         if not os.path.isdir(folder):
             raise ValueError(f"{flag}={folder}: no such folder")
-    references, predicted = indexed(gt_dir), indexed(pred_dir)
+    references, predicted = ctc.masks_by_index(gt_dir), ctc.masks_by_index(pred_dir)
     if not references:
         raise ValueError(f"{gt_dir}: no man_segTTT.tif reference masks")
     if not predicted:
@@ -89,11 +63,10 @@ def evaluate(pred_dir: str, gt_dir: str, images_dir: str | None = None) -> dict:
     if images_dir:
         baseline = []
         for index, (reference, _) in zip(sorted(references), pairs):
-            frames = glob.glob(os.path.join(images_dir, f"t{index:03d}.tif")) + glob.glob(
-                os.path.join(images_dir, f"t{index:04d}.tif"))
-            if not frames:
+            frame = ctc.frame_path(images_dir, index)
+            if frame is None:
                 raise ValueError(f"{images_dir}: no frame t{index:03d}.tif for the Otsu baseline")
-            baseline.append((reference, otsu_labels(tiff.read(frames[0]))))
+            baseline.append((reference, otsu_labels(tiff.read(frame))))
         report["otsu"] = score(baseline)
     return report
 
@@ -106,48 +79,3 @@ def markdown(report: dict) -> str:
         label = "U-Net (cellseg)" if name == "cellseg" else "Otsu + watershed"
         lines.append(f"| {label} | " + " | ".join(f"{report[name][c]:.3f}" for c in columns) + " |")
     return "\n".join(lines)
-
-
-def _define_flags():
-    from absl import flags
-
-    flags.DEFINE_string("pred", None, "Result folder with maskTTT.tif (e.g. out/02_RES).")
-    flags.DEFINE_string("gt", None, "Reference folder with man_segTTT.tif (e.g. data/X/02_GT/SEG or 02_ST/SEG).")
-    flags.DEFINE_enum("baseline", "none", ["none", "otsu"], "Also score a classical baseline on the same frames.")
-    flags.DEFINE_string("images", None, "The frames, for the baseline (default: the sequence folder beside --gt).")
-    flags.DEFINE_string("output_json", None, "Write the report as JSON here.")
-    flags.mark_flags_as_required(["pred", "gt"])
-
-
-def _main(argv):
-    from absl import flags
-
-    FLAGS = flags.FLAGS
-    images = None
-    if FLAGS.baseline == "otsu":
-        # <dataset>/NN_GT/SEG -> <dataset>/NN
-        truth_dir = os.path.dirname(os.path.normpath(FLAGS.gt))
-        images = FLAGS.images or os.path.join(os.path.dirname(truth_dir), os.path.basename(truth_dir).split("_")[0])
-    try:
-        report = evaluate(FLAGS.pred, FLAGS.gt, images)
-    except ValueError as error:
-        sys.exit(f"cellseg-evaluate: {error}")
-    print(markdown(report))
-    if report["missing_predictions"]:
-        print(f"\n{len(report['missing_predictions'])} reference frame(s) had no prediction and scored 0")
-    if FLAGS.output_json:
-        with open(FLAGS.output_json, "w") as handle:
-            json.dump(report, handle, indent=2)
-
-
-def run():
-    from absl import app
-
-    _define_flags()
-    app.run(_main)
-
-
-if __name__ == "__main__":
-    from cellseg import evaluate as module
-
-    module.run()

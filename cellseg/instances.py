@@ -28,18 +28,8 @@ import numpy as np
 from scipy import ndimage
 from skimage import morphology, segmentation
 
-from cellseg import targets
+from cellseg import scores, targets
 
-# (mask_threshold, seed_threshold) per target. A three-class seed needs a
-# confident interior (0.7), so that a blurred boundary between two cells does not
-# join their seeds. The distance mask threshold sits below a cell's border value
-# (1 / its largest distance to its border) for cells up to 20 px in radius.
-DEFAULTS = {"binary": (0.5, 2.0), "three_class": (0.5, 0.7), "distance": (0.05, 0.4)}
-GRIDS = {  # (mask thresholds, seed thresholds) that `tune` tries by default
-    "binary": ((0.3, 0.4, 0.5, 0.6, 0.7, 0.8), (0.5, 1.0, 2.0, 3.0, 5.0)),
-    "three_class": ((0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95), (0.3, 0.5, 0.7, 0.8, 0.9, 0.95)),
-    "distance": ((0.02, 0.05, 0.1, 0.15, 0.2, 0.3), (-0.2, 0.0, 0.2, 0.3, 0.4, 0.5, 0.6)),
-}
 MIN_SIZE_FRACTIONS = (0.0, 0.1, 0.25, 0.5)  # of the median reference object area
 
 
@@ -47,31 +37,21 @@ MIN_SIZE_FRACTIONS = (0.0, 0.1, 0.25, 0.5)  # of the median reference object are
 class Postprocess:
     """How one target's outputs become instances; None thresholds take the target's defaults."""
 
-    target: str = "binary"
+    target: str = targets.DEFAULT
     mask_threshold: float | None = None
     seed_threshold: float | None = None  # binary: h-maxima height in pixels
     min_size: int = 10  # objects of fewer pixels are dropped
     fill_holes: bool = True
 
     def __post_init__(self):
-        targets.check(self.target)
-        mask_default, seed_default = DEFAULTS[self.target]
+        row = targets.get(self.target)
         if self.mask_threshold is None:
-            object.__setattr__(self, "mask_threshold", mask_default)
+            object.__setattr__(self, "mask_threshold", row.mask_threshold)
         if self.seed_threshold is None:
-            object.__setattr__(self, "seed_threshold", seed_default)
-        mask, seed = float(self.mask_threshold), float(self.seed_threshold)
-        if self.target == "distance":
-            mask_ok, seed_ok, seed_range = mask > 0, -1 < seed < 1, "in (-1, 1)"
-        elif self.target == "three_class":
-            mask_ok, seed_ok, seed_range = 0 < mask < 1, 0 < seed < 1, "in (0, 1)"
-        else:
-            mask_ok, seed_ok, seed_range = 0 < mask < 1, seed >= 0, ">= 0 (pixels)"
-        if not mask_ok:
-            expected = "> 0" if self.target == "distance" else "in (0, 1)"
-            raise ValueError(f"{self.target} mask_threshold must be {expected}, got {self.mask_threshold}")
-        if not seed_ok:
-            raise ValueError(f"{self.target} seed_threshold must be {seed_range}, got {self.seed_threshold}")
+            object.__setattr__(self, "seed_threshold", row.seed_threshold)
+        for name, bounds in (("mask_threshold", row.mask_range), ("seed_threshold", row.seed_range)):
+            if not _within(float(getattr(self, name)), bounds):
+                raise ValueError(f"{self.target} {name} must be {_say(bounds)}, got {getattr(self, name)}")
         if self.min_size < 0:
             raise ValueError(f"min_size must be >= 0, got {self.min_size}")
 
@@ -85,16 +65,29 @@ class Postprocess:
         return cls(**{key: value for key, value in values.items() if key in names})
 
 
+def _within(value: float, bounds) -> bool:
+    low, high = bounds
+    return (low is None or value > low) and (high is None or value < high)
+
+
+def _say(bounds) -> str:
+    low, high = bounds
+    if high is None:
+        return f"> {low:g}"
+    return f"in ({low:g}, {high:g})"
+
+
 def labels_from_outputs(outputs: np.ndarray, settings: Postprocess) -> np.ndarray:
     """Instance labels (uint16, 0 = background, 1..n) of one frame's outputs [H, W, C]."""
     outputs = np.asarray(outputs, np.float32)
-    channels = targets.CHANNELS[settings.target]
+    row = targets.get(settings.target)
+    channels = row.channels
     if outputs.ndim != 3 or outputs.shape[-1] != channels:
         raise ValueError(f"target {settings.target!r} needs outputs [H, W, {channels}], got shape {outputs.shape}")
     mask_threshold, seed_threshold = settings.mask_threshold, settings.seed_threshold
-    if settings.target == "binary":
+    if row.seeds == "h_maxima":
         return split_touching(outputs[..., 0] > mask_threshold, seed_threshold, settings.min_size, settings.fill_holes)
-    if settings.target == "three_class":
+    if row.seeds == "interior":
         mask = 1.0 - outputs[..., targets.BACKGROUND] > mask_threshold
         interior = outputs[..., targets.INTERIOR]
         return seeded_watershed(-interior, interior > seed_threshold, mask, settings.min_size, settings.fill_holes)
@@ -182,9 +175,7 @@ def tune(outputs: list[np.ndarray], references: list[np.ndarray], target: str, g
     settings whose SEG agrees to three decimals, the one with the best object
     detection F1 (IoU > 0.5) wins, and then the one scored first.
     """
-    from cellseg import metrics
-
-    targets.check(target)
+    row = targets.get(target)
     if not outputs or len(outputs) != len(references):
         raise ValueError(f"tune needs as many reference frames as outputs, got {len(outputs)} and {len(references)}")
     for output, reference in zip(outputs, references):
@@ -193,7 +184,7 @@ def tune(outputs: list[np.ndarray], references: list[np.ndarray], target: str, g
     unknown = set(grid or {}) - {"mask_threshold", "seed_threshold", "min_size"}
     if unknown:
         raise ValueError(f"unknown grid keys {sorted(unknown)}; expected mask_threshold, seed_threshold, min_size")
-    masks, seeds = GRIDS[target]
+    masks, seeds = row.mask_grid, row.seed_grid
     areas = np.concatenate([np.unique(r[r > 0], return_counts=True)[1] for r in map(np.asarray, references)])
     median = float(np.median(areas)) if areas.size else 0.0
     grid = {"mask_threshold": masks, "seed_threshold": seeds,
@@ -202,21 +193,21 @@ def tune(outputs: list[np.ndarray], references: list[np.ndarray], target: str, g
         raise ValueError("every grid list needs at least one value")
     fixed = min((size for size in grid["min_size"] if size > 0), default=min(grid["min_size"]))
     total = len(grid["mask_threshold"]) * len(grid["seed_threshold"]) + len(grid["min_size"]) - 1
-    scores: dict[Postprocess, tuple[float, float]] = {}  # (SEG, F1)
+    found: dict[Postprocess, tuple[float, float]] = {}  # (SEG, F1)
 
     def rank(settings: Postprocess) -> tuple[float, float]:
-        seg, f1 = scores[settings]
+        seg, f1 = found[settings]
         return round(seg, 3), f1
 
     def best(candidates) -> Postprocess:
         chosen = None
         for settings in candidates:
-            if settings not in scores:
+            if settings not in found:
                 predictions = [labels_from_outputs(output, settings) for output in outputs]
-                scores[settings] = (metrics.seg_score(references, predictions),
-                                    metrics.detection_scores(references, predictions)["f1"])
+                found[settings] = (scores.seg_score(references, predictions),
+                                    scores.detection_scores(references, predictions)["f1"])
                 if progress:
-                    progress(len(scores), total)
+                    progress(len(found), total)
             if chosen is None or rank(settings) > rank(chosen):
                 chosen = settings
         return chosen
@@ -224,4 +215,4 @@ def tune(outputs: list[np.ndarray], references: list[np.ndarray], target: str, g
     pair = best(Postprocess(target, mask, seed, fixed)
                 for mask, seed in itertools.product(grid["mask_threshold"], grid["seed_threshold"]))
     chosen = best(dataclasses.replace(pair, min_size=size) for size in grid["min_size"])
-    return chosen, scores[chosen][0]
+    return chosen, found[chosen][0]

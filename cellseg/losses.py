@@ -65,7 +65,7 @@ class SegmentationLoss(keras.losses.Loss):
     `y_true` is `targets.pack`'s [..., K]."""
 
     def __init__(self, kind: str = "bce_tversky", alpha: float = 0.3, beta: float = 0.7,
-                 bce_weight: float = 1.0, overlap_weight: float = 1.0, target: str = "binary",
+                 bce_weight: float = 1.0, overlap_weight: float = 1.0, target: str = targets.DEFAULT,
                  name: str = "segmentation_loss", **kwargs):
         if kind not in KINDS:
             raise ValueError(f"unknown loss {kind!r}; expected one of {KINDS}")
@@ -78,7 +78,7 @@ class SegmentationLoss(keras.losses.Loss):
         y_true = tf.cast(y_true, tf.float32)
         logits = tf.cast(y_pred, tf.float32)
         mask, weights = y_true[..., 0:1], y_true[..., 1:2]
-        if self.target == "distance":
+        if targets.get(self.target).activation == "linear":  # the distance maps: a regression
             squared = tf.reduce_sum(tf.square(logits - y_true[..., 2:4]), axis=-1, keepdims=True)
             loss = weighted_mean(squared, weights)
         else:
@@ -89,7 +89,7 @@ class SegmentationLoss(keras.losses.Loss):
         return tf.fill(tf.shape(logits)[:1], loss)
 
     def _classification(self, y_true, logits, mask, weights):
-        if self.target == "three_class":
+        if targets.get(self.target).activation == "softmax":  # background / interior / boundary
             ids = tf.cast(y_true[..., 2], tf.int32)
             cross_entropy = weighted_mean(
                 tf.nn.sparse_softmax_cross_entropy_with_logits(labels=ids, logits=logits), weights[..., 0])

@@ -24,6 +24,7 @@ converter's statistics and for tests.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -31,17 +32,67 @@ from scipy import ndimage
 
 from cellseg import preprocess
 
-TARGETS = ("binary", "three_class", "distance")
-CHANNELS = {"binary": 1, "three_class": 3, "distance": 2}  # network outputs
-PACKED_CHANNELS = {"binary": 2, "three_class": 3, "distance": 4}  # `pack`: mask, weight, then the target's own
 BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
 NEIGHBOUR_SMOOTHING = 1.0  # Gaussian sigma (px) of the neighbour distance
 
 
-def check(target: str) -> str:
-    if target not in TARGETS:
-        raise ValueError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
-    return target
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """Everything cellseg knows of one target, in one row: what the network outputs and how it becomes cells.
+
+    Thresholds of post-processing are open intervals (`mask_range`,
+    `seed_range`; None: unbounded). Seeds come from `seeds`: the h-maxima of
+    the mask's distance transform (`seed_threshold` in pixels), the interior
+    probability, or the cell minus the neighbour distance (`cellseg.instances`).
+    """
+
+    name: str
+    channels: int  # network outputs
+    activation: str  # Keras activation from logits to outputs
+    class_names: tuple[str, ...]  # the classes the loss balances (`data.Records.class_weights`)
+    distances: bool  # learns the converter's distance maps (records made with --distance_maps)
+    metric_threshold: float  # a pixel is a cell for the training metrics where `cell_score` exceeds it
+    seeds: str  # "h_maxima", "interior" or "cell_minus_neighbour"
+    mask_threshold: float  # post-processing defaults, before tuning
+    seed_threshold: float
+    mask_range: tuple[float | None, float | None]
+    seed_range: tuple[float | None, float | None]
+    mask_grid: tuple[float, ...]  # what `instances.tune` tries
+    seed_grid: tuple[float, ...]
+
+    @property
+    def packed_channels(self) -> int:
+        """Channels of `pack`'s `y_true`: mask, weight, then the class id or the two distance maps."""
+        return 2 + (1 if len(self.class_names) > 2 else 0) + (2 if self.distances else 0)
+
+
+# A three-class seed needs a confident interior (0.7), so that a blurred boundary
+# between two cells does not join their seeds. The distance mask threshold sits
+# below a cell's border value (1 / its largest distance to its border) for cells
+# up to 20 px in radius.
+TABLE = (
+    Target("binary", 1, "sigmoid", ("background", "cells"), False, 0.5, "h_maxima", 0.5, 2.0,
+           (0.0, 1.0), (0.0, None), (0.3, 0.4, 0.5, 0.6, 0.7, 0.8), (0.5, 1.0, 2.0, 3.0, 5.0)),
+    Target("three_class", 3, "softmax", ("background", "interior", "boundary"), False, 0.5, "interior", 0.5, 0.7,
+           (0.0, 1.0), (0.0, 1.0), (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95), (0.3, 0.5, 0.7, 0.8, 0.9, 0.95)),
+    Target("distance", 2, "linear", ("background", "cells"), True, 0.1, "cell_minus_neighbour", 0.05, 0.4,
+           (0.0, None), (-1.0, 1.0), (0.02, 0.05, 0.1, 0.15, 0.2, 0.3), (-0.2, 0.0, 0.2, 0.3, 0.4, 0.5, 0.6)),
+)
+BY_NAME = {target.name: target for target in TABLE}
+TARGETS = tuple(BY_NAME)
+DEFAULT = "three_class"  # the best measured (docs/TARGETS.md)
+
+
+def get(name: str) -> Target:
+    """The row of target `name`; ValueError naming the targets for another name."""
+    if name not in BY_NAME:
+        raise ValueError(f"unknown target {name!r}; expected one of {', '.join(TARGETS)}")
+    return BY_NAME[name]
+
+
+def check(name: str) -> str:
+    """`name`, when it names a target; ValueError otherwise."""
+    return get(name).name
 
 
 # --- numpy (converter, tests) ----------------------------------------------------------
@@ -139,20 +190,17 @@ def pack(target: str, labels, maps, class_weights):
     cell = labels > 0
     border = maps[..., 0:1]
     mask = tf.cast(cell, tf.float32)
-    if target == "three_class":
+    row = get(target)
+    if len(row.class_names) > 2:
         ids = classes(labels)
         weights = tf.gather(tf.constant(class_weights, tf.float32), ids) + tf.where(ids == BACKGROUND, border, 0.0)
         weights = tf.where(labels < 0, 0.0, weights)
         return tf.concat([mask, weights, tf.cast(ids, tf.float32)], axis=-1)
     background, foreground = class_weights
     weights = tf.where(labels < 0, 0.0, tf.where(cell, foreground, background + border))
-    if target == "distance":
+    if row.distances:
         return tf.concat([mask, weights, maps[..., 1:3]], axis=-1)
     return tf.concat([mask, weights], axis=-1)
-
-
-# The activation that turns logits into each target's outputs (a Keras name).
-ACTIVATIONS = {"binary": "sigmoid", "three_class": "softmax", "distance": "linear"}
 
 
 def activate(target: str, logits):
@@ -160,7 +208,7 @@ def activate(target: str, logits):
     import keras
     import tensorflow as tf
 
-    return keras.activations.get(ACTIVATIONS[target])(tf.cast(logits, tf.float32))
+    return keras.activations.get(get(target).activation)(tf.cast(logits, tf.float32))
 
 
 def counted(y_true):
@@ -170,13 +218,9 @@ def counted(y_true):
     return tf.cast(y_true[..., 1:2] > 0, tf.float32)
 
 
-# Where a pixel counts as a cell for the training metrics (post-processing tunes its own).
-MASK_THRESHOLDS = {"binary": 0.5, "three_class": 0.5, "distance": 0.1}
-
-
 def cell_score(target: str, outputs):
-    """[..., 1] score that is above `MASK_THRESHOLDS[target]` on cells: P(cell), or the cell distance."""
-    if target == "three_class":
+    """[..., 1] score that is above the target's `metric_threshold` on cells: P(cell), or the cell distance."""
+    if get(target).activation == "softmax":
         return 1.0 - outputs[..., 0:1]
     return outputs[..., 0:1]
 
@@ -185,9 +229,10 @@ def picture(target: str, y_true, outputs):
     """(target, prediction) as [B, H, W, 1] images in [0, 1] for TensorBoard."""
     import tensorflow as tf
 
-    if target == "three_class":
+    row = get(target)
+    if row.activation == "softmax":
         predicted = tf.cast(tf.argmax(outputs, axis=-1)[..., None], tf.float32)
         return y_true[..., 2:3] / 2.0, predicted / 2.0
-    if target == "distance":
+    if row.distances:
         return y_true[..., 2:3], tf.clip_by_value(outputs[..., 0:1], 0.0, 1.0)
-    return y_true[..., 0:1], tf.cast(outputs > MASK_THRESHOLDS["binary"], tf.float32)
+    return y_true[..., 0:1], tf.cast(outputs > row.metric_threshold, tf.float32)

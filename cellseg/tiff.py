@@ -15,6 +15,8 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.io import MemoryFile
 
+from cellseg import errors
+
 # Microscopy TIFFs carry no map coordinates; rasterio warns about that on every
 # file. That warning class alone is silenced, process-wide: a catch_warnings()
 # block per read would not be thread-safe, and the converter reads in threads.
@@ -41,7 +43,7 @@ def read(source: str | os.PathLike | bytes, name: str | None = None) -> np.ndarr
     except ValueError:
         raise
     except (RasterioError, OSError) as error:
-        raise ValueError(f"{name}: unreadable TIFF ({_reason(error)})") from error
+        raise ValueError(f"{name}: unreadable TIFF ({errors.first_line(error)})") from error
 
 
 def _read_plane(dataset, name: str) -> np.ndarray:
@@ -89,9 +91,4 @@ def header(path: str | os.PathLike) -> tuple[int, int, str]:
                 raise ValueError(f"{name}: not a TIFF file (format {dataset.driver})")
             return dataset.height, dataset.width, dataset.dtypes[0]
     except (RasterioError, OSError) as error:
-        raise ValueError(f"{name}: unreadable TIFF ({_reason(error)})") from error
-
-
-def _reason(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+        raise ValueError(f"{name}: unreadable TIFF ({errors.first_line(error)})") from error

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -39,7 +41,7 @@ def test_each_symmetry_equals_numpy_exactly(symmetry):
 
 def test_random_symmetries_cover_the_whole_group():
     image = tf.constant(np.random.default_rng(1).random((64, 5, 5, 1)).astype(np.float32))
-    config = augment.Config(elastic_sigma=0.0)
+    config = dataclasses.replace(augment.NONE, symmetries=True)
     out, _, _ = augment.augment(image, tf.zeros_like(image, tf.int32), image, tf.constant([7, 7]), config)
     seen = set()
     for before, after in zip(image.numpy()[..., 0], out.numpy()[..., 0]):
@@ -52,7 +54,7 @@ def test_random_symmetries_cover_the_whole_group():
 def test_non_square_patches_only_flip():
     image = tf.constant(np.random.default_rng(2).random((32, 4, 7, 1)).astype(np.float32))
     out, _, _ = augment.augment(image, tf.zeros_like(image, tf.int32), image, tf.constant([3, 1]),
-                                augment.Config(elastic_sigma=0.0))
+                                dataclasses.replace(augment.NONE, symmetries=True))
     for before, after in zip(image.numpy()[..., 0], out.numpy()[..., 0]):
         assert any(np.array_equal(c, after) for c in dihedral(before)[:4])
 
@@ -62,7 +64,7 @@ def test_labels_stay_labels():
     values = np.array([0, 3, 7, 200], np.int32)
     labels = tf.constant(values[rng.integers(0, 4, (4, 32, 32, 1))])
     image = tf.random.stateless_uniform([4, 32, 32, 1], [0, 1])
-    config = augment.Config(rotation=15, scale=0.2, elastic_sigma=8)
+    config = dataclasses.replace(augment.NONE, symmetries=True, rotation=15, scale=0.2, elastic_sigma=8)
     _, warped, _ = augment.augment(image, labels, image, tf.constant([5, 5]), config)
     assert warped.dtype == tf.int32
     assert set(np.unique(warped.numpy())) <= set(values)
@@ -76,7 +78,7 @@ def test_image_and_mask_stay_aligned(tmp_path):
     raw = tiff.read(layout.frames[0].image)
     image = ndimage.gaussian_filter(preprocess.percentile_stretch(raw)[0], 2.0)
     mask = (image > 0.3).astype(np.int32)
-    config = augment.Config(rotation=20, scale=0.15, elastic_sigma=10)
+    config = dataclasses.replace(augment.NONE, symmetries=True, rotation=20, scale=0.15, elastic_sigma=10)
     images = tf.constant(np.repeat(image[None, ..., None], 8, axis=0))
     masks = tf.constant(np.repeat(mask[None, ..., None], 8, axis=0))
     warped_image, warped_mask, _ = augment.augment(images, masks, images, tf.constant([11, 3]), config)
@@ -147,12 +149,12 @@ def test_jit_compiled_augmentation_runs_and_its_geometry_matches_eager():
 
 def test_intensity_jitter_touches_the_image_alone():
     image, labels, weights = batch(np.random.default_rng(6))
-    config = augment.Config(symmetries=False, elastic_sigma=0.0, gamma=0.3, contrast=0.2, brightness=0.1, noise=0.05)
+    config = dataclasses.replace(augment.NONE, gamma=0.3, contrast=0.2, brightness=0.1, noise=0.05)
     out_image, out_labels, out_weights = augment.augment(image, labels, weights, tf.constant([1, 1]), config)
     np.testing.assert_array_equal(out_labels.numpy(), labels.numpy())
     np.testing.assert_array_equal(out_weights.numpy(), weights.numpy())
     assert not np.allclose(out_image.numpy(), image.numpy())
-    noise_only = augment.Config(symmetries=False, elastic_sigma=0.0, noise=0.05)
+    noise_only = dataclasses.replace(augment.NONE, noise=0.05)
     flat = tf.fill([4, 64, 64, 1], 0.5)
     noisy, _, _ = augment.augment(flat, tf.zeros_like(flat, tf.int32), flat, tf.constant([2, 2]), noise_only)
     residual = noisy.numpy() - 0.5

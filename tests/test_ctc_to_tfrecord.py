@@ -212,7 +212,7 @@ def test_unknown_flags_are_found_among_beam_arguments():
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "beam_pipelines.ctc_to_tfrecord", *args],
+    return subprocess.run([sys.executable, "-m", "cellseg.cli.convert", *args],
                           capture_output=True, text=True)
 
 

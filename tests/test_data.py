@@ -22,7 +22,7 @@ def test_open_records_reads_description_and_class_weights(fluo_records):
     records = data.open_records(fluo_records)
     assert len(records.train) >= 1 and len(records.val) >= 1
     fraction = records.description["foreground_fraction"]
-    assert records.class_weights() == pytest.approx((0.5 / (1 - fraction), 0.5 / fraction))
+    assert records.class_weights("binary") == pytest.approx((0.5 / (1 - fraction), 0.5 / fraction))
     assert records.class_weights("distance") == records.class_weights("binary")
     background, interior, boundary = records.description["class_fractions"]
     assert background + interior + boundary == pytest.approx(1.0) and boundary > 0

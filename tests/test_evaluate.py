@@ -27,7 +27,7 @@ def test_cli_scores_a_result_folder_with_the_otsu_baseline(tmp_path):
     for frame in layout.frames:
         tiff.write_labels(results / f"mask{frame.index:03d}.tif", tiff.read(frame.silver))  # silver as a "prediction"
     report_path = tmp_path / "report.json"
-    result = subprocess.run([sys.executable, "-m", "cellseg.evaluate", f"--pred={results}",
+    result = subprocess.run([sys.executable, "-m", "cellseg.cli.evaluate", f"--pred={results}",
                              f"--gt={tmp_path / 'Fluo' / '01_GT' / 'SEG'}", "--baseline=otsu",
                              f"--output_json={report_path}"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-1500:]
@@ -36,7 +36,7 @@ def test_cli_scores_a_result_folder_with_the_otsu_baseline(tmp_path):
     assert report["cellseg"]["frames"] == 2  # gold truth on frames 0 and 3
     assert 0.6 < report["cellseg"]["seg"] < 1.0  # silver differs from gold by a pixel per cell
     assert 0.2 < report["otsu"]["seg"] < 1.0
-    missing = subprocess.run([sys.executable, "-m", "cellseg.evaluate", f"--pred={results}",
+    missing = subprocess.run([sys.executable, "-m", "cellseg.cli.evaluate", f"--pred={results}",
                               f"--gt={tmp_path / 'nothing'}"], capture_output=True, text=True)
     assert missing.returncode == 1 and missing.stderr.strip().endswith("nothing: no such folder")
     assert "Traceback" not in missing.stderr

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from cellseg import instances, metrics, targets
+from cellseg import instances, scores, targets
 
 SHAPE = (64, 96)
 
@@ -52,7 +52,7 @@ def test_perfect_targets_recover_touching_cells_exactly(name, target):
     assert ndimage.label(reference > 0)[1] == 1  # the cells touch
     labels = instances.labels_from_outputs(perfect_outputs(reference, target), instances.Postprocess(target))
     assert labels.dtype == np.uint16 and labels.max() == reference.max()
-    assert metrics.seg_score([reference], [labels]) == 1.0
+    assert scores.seg_score([reference], [labels]) == 1.0
 
 
 def test_two_touching_discs_become_two_instances():
@@ -60,9 +60,9 @@ def test_two_touching_discs_become_two_instances():
     assert (first & second).any()  # they overlap: one connected blob
     reference = np.where(first, 1, 0) + np.where(second & ~first, 2, 0)
     for labels in (instances.split_touching(first | second),
-                   instances.labels_from_outputs(perfect_outputs(reference, "binary"), instances.Postprocess())):
+                   instances.labels_from_outputs(perfect_outputs(reference, "binary"), instances.Postprocess("binary"))):
         assert labels.dtype == np.uint16 and labels.max() == 2
-        assert metrics.seg_score([reference], [labels]) > 0.9
+        assert scores.seg_score([reference], [labels]) > 0.9
 
 
 def test_an_elongated_cell_is_not_cut():
@@ -82,9 +82,9 @@ def test_small_objects_are_dropped_and_labels_are_sequential():
 def test_holes_enclosed_by_one_object_are_filled():
     ring = disc((40, 40), (20, 20), 12) & ~disc((40, 40), (20, 20), 4)
     probabilities = np.where(ring, 0.9, 0.1).astype(np.float32)[..., None]
-    filled = instances.labels_from_outputs(probabilities, instances.Postprocess(seed_threshold=20.0))
+    filled = instances.labels_from_outputs(probabilities, instances.Postprocess("binary", seed_threshold=20.0))
     assert filled.max() == 1 and filled[20, 20] == 1
-    kept = instances.labels_from_outputs(probabilities, instances.Postprocess(seed_threshold=20.0, fill_holes=False))
+    kept = instances.labels_from_outputs(probabilities, instances.Postprocess("binary", seed_threshold=20.0, fill_holes=False))
     assert kept.max() == 1 and kept[20, 20] == 0
     # Split into a left and a right object, the ring's hole borders two objects: not a hole.
     seeds = np.zeros(ring.shape, bool)
@@ -95,8 +95,8 @@ def test_holes_enclosed_by_one_object_are_filled():
 
 def test_thresholds_apply_and_empty_outputs_give_no_cells():
     probabilities = np.where(disc((40, 40), (20, 20), 9), 0.8, 0.3).astype(np.float32)[..., None]
-    assert instances.labels_from_outputs(probabilities, instances.Postprocess()).max() == 1
-    assert instances.labels_from_outputs(probabilities, instances.Postprocess(mask_threshold=0.9)).max() == 0
+    assert instances.labels_from_outputs(probabilities, instances.Postprocess("binary")).max() == 1
+    assert instances.labels_from_outputs(probabilities, instances.Postprocess("binary", mask_threshold=0.9)).max() == 0
     empty = {"binary": np.zeros((30, 30, 1), np.float32),
              "three_class": np.eye(3, dtype=np.float32)[np.zeros((30, 30), int)],
              "distance": np.zeros((30, 30, 2), np.float32)}
@@ -109,7 +109,7 @@ def test_outputs_with_the_wrong_channels_are_refused():
     with pytest.raises(ValueError, match="'distance' needs outputs \\[H, W, 2\\]"):
         instances.labels_from_outputs(np.zeros((8, 8, 3), np.float32), instances.Postprocess("distance"))
     with pytest.raises(ValueError, match="'binary'"):
-        instances.labels_from_outputs(np.zeros((8, 8), np.float32), instances.Postprocess())
+        instances.labels_from_outputs(np.zeros((8, 8), np.float32), instances.Postprocess("binary"))
 
 
 def test_tune_finds_the_threshold_that_keeps_a_faint_cell_without_its_halo():
@@ -122,9 +122,9 @@ def test_tune_finds_the_threshold_that_keeps_a_faint_cell_without_its_halo():
     settings, score = instances.tune([probabilities], [reference], "binary", {"mask_threshold": [0.3, 0.4, 0.5, 0.6]},
                                      progress=lambda done, total: calls.append((done, total)))
     assert settings.target == "binary" and settings.mask_threshold == 0.4 and settings.fill_holes
-    assert score == metrics.seg_score([reference], [instances.labels_from_outputs(probabilities, settings)])
+    assert score == scores.seg_score([reference], [instances.labels_from_outputs(probabilities, settings)])
     assert score == 1.0
-    total = 4 * len(instances.GRIDS["binary"][1]) + 3  # four min_size candidates, one already scored
+    total = 4 * len(targets.get("binary").seed_grid) + 3  # four min_size candidates, one already scored
     assert calls == [(done, total) for done in range(1, total + 1)]
 
 
@@ -137,7 +137,7 @@ def test_tune_tries_min_sizes_from_the_references():
     settings, score = instances.tune([probabilities], [reference], "binary", grid)
     assert score == 1.0 and settings.min_size == 32
     speck_kept = instances.labels_from_outputs(probabilities, dataclasses.replace(settings, min_size=0))
-    assert speck_kept.max() == 2 and metrics.seg_score([reference], [speck_kept]) < 1.0
+    assert speck_kept.max() == 2 and scores.seg_score([reference], [speck_kept]) < 1.0
     settings, _ = instances.tune([probabilities], [reference], "binary", {**grid, "min_size": [100, 40, 0]})
     assert settings.min_size == 100  # ties keep the first
 
@@ -167,7 +167,7 @@ def test_tune_refuses_mismatched_frames():
 def test_settings_round_trip_and_defaults():
     settings = instances.Postprocess("distance", 0.1, -0.2, min_size=25, fill_holes=False)
     assert instances.Postprocess.from_dict({**settings.to_dict(), "seg": 0.87}) == settings
-    for target, (mask, seed) in instances.DEFAULTS.items():
+    for target, (mask, seed) in {"binary": (0.5, 2.0), "three_class": (0.5, 0.7), "distance": (0.05, 0.4)}.items():
         default = instances.Postprocess(target)
         assert (default.mask_threshold, default.seed_threshold) == (mask, seed)
         assert instances.Postprocess.from_dict(default.to_dict()) == default

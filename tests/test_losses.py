@@ -44,14 +44,14 @@ def balanced_weights(mask):
 def test_perfect_prediction_costs_nearly_nothing(kind):
     mask = mask_with_fraction(0.3)
     logits = np.where(mask > 0, 20.0, -20.0).astype(np.float32)
-    loss = losses.SegmentationLoss(kind)(packed(mask, balanced_weights(mask)), tf.constant(logits))
+    loss = losses.SegmentationLoss(kind, target="binary")(packed(mask, balanced_weights(mask)), tf.constant(logits))
     assert float(loss) < 0.01
 
 
 def test_all_background_is_punished_on_sparse_cells_as_on_dense_ones():
     """Class balance: a blank prediction scores 95 % pixel accuracy on a 5 % mask, yet costs as
     much as on a 50 % mask; unweighted cross-entropy would let it off ten times cheaper."""
-    loss = losses.SegmentationLoss()
+    loss = losses.SegmentationLoss(target="binary")
     blank = lambda mask: tf.constant(np.full(mask.shape, -4.0, np.float32))  # noqa: E731
     sparse, dense = mask_with_fraction(0.05), mask_with_fraction(0.5)
     sparse_loss = float(loss(packed(sparse, balanced_weights(sparse)), blank(sparse)))
@@ -68,9 +68,9 @@ def test_loss_is_scaled_per_replica_so_gradients_do_not_grow_with_replicas():
     strategy = tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")][:2])
     mask = mask_with_fraction(0.2)
     y_true, logits = packed(mask, balanced_weights(mask)), tf.constant(np.zeros(mask.shape, np.float32))
-    single = float(losses.SegmentationLoss()(y_true, logits))
+    single = float(losses.SegmentationLoss(target="binary")(y_true, logits))
     with strategy.scope():
-        loss = losses.SegmentationLoss()
+        loss = losses.SegmentationLoss(target="binary")
     per_replica = strategy.run(lambda: loss(y_true, logits))
     values = [float(v) for v in strategy.experimental_local_results(per_replica)]
     assert values == pytest.approx([single / 2, single / 2], rel=1e-5)

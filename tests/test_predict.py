@@ -3,14 +3,14 @@ import os
 import numpy as np
 import pytest
 
-from cellseg import predict, training
+from cellseg import predict, segmenter, tiling
 
 
 def tiny_output_model(size, weights=None, target="binary"):
-    segmenter = training.Segmenter(size, base_filters=4, depth=2, target=target)
+    net = segmenter.Segmenter(size, base_filters=4, depth=2, target=target)
     if weights is not None:
-        segmenter.unet.set_weights(weights)
-    return training.output_model(segmenter), segmenter.unet.get_weights()
+        net.unet.set_weights(weights)
+    return segmenter.output_model(net), net.unet.get_weights()
 
 
 @pytest.mark.parametrize("target, channels", [("binary", 1), ("three_class", 3)])
@@ -19,9 +19,9 @@ def test_tiled_prediction_equals_whole_padded_frame_prediction(target, channels)
     image = rng.random((70, 90)).astype(np.float32)  # not a multiple of the tile
     tile, overlap = 96, 64
     tiled_model, weights = tiny_output_model(tile, target=target)
-    tiled = predict.predict_outputs(lambda t: tiled_model.predict_on_batch(t), image, tile, overlap)
+    tiled = tiling.predict_outputs(lambda t: tiled_model.predict_on_batch(t), image, tile, overlap)
     assert tiled.shape == image.shape + (channels,)
-    stride, down, across, padding = predict.tile_layout(70, 90, tile, overlap)
+    stride, down, across, padding = tiling.tile_layout(70, 90, tile, overlap)
     padded = np.pad(image, padding, mode="symmetric")
     whole_model, _ = tiny_output_model(padded.shape[0], weights, target)
     assert padded.shape[0] == padded.shape[1]
@@ -32,13 +32,13 @@ def test_tiled_prediction_equals_whole_padded_frame_prediction(target, channels)
 
 
 def test_layout_covers_the_frame_and_refuses_bad_overlaps():
-    stride, down, across, ((top, bottom), (left, right)) = predict.tile_layout(1000, 1300, 256, 64)
+    stride, down, across, ((top, bottom), (left, right)) = tiling.tile_layout(1000, 1300, 256, 64)
     assert stride == 192 and down * stride >= 1000 and across * stride >= 1300
     assert top == left == 32 and top + 1000 + bottom == down * stride + 64
     with pytest.raises(ValueError, match="overlap"):
-        predict.tile_layout(100, 100, 64, 64)
+        tiling.tile_layout(100, 100, 64, 64)
     with pytest.raises(ValueError, match="overlap"):
-        predict.tile_layout(100, 100, 64, 7)
+        tiling.tile_layout(100, 100, 64, 7)
 
 
 def test_a_large_odd_frame_keeps_its_size():
@@ -49,7 +49,7 @@ def test_a_large_odd_frame_keeps_its_size():
         calls.append(len(tiles))
         return np.full(tiles.shape, 0.25, np.float32)
 
-    result = predict.predict_outputs(constant, image, 256, 64, batch_size=8)
+    result = tiling.predict_outputs(constant, image, 256, 64, batch_size=8)
     assert result.shape == (1000, 1300, 1) and np.all(result == 0.25)
     assert sum(calls) == 6 * 7 and max(calls) == 8
 
@@ -58,10 +58,10 @@ def test_a_large_odd_frame_keeps_its_size():
 def tiny_model(tmp_path_factory):
     """An untrained cellseg model saved as a .keras file: enough to exercise every path."""
     path = tmp_path_factory.mktemp("model") / "best.keras"
-    segmenter = training.Segmenter(32, base_filters=4, depth=2)
-    segmenter.compile(optimizer="adam")
-    segmenter(np.zeros((1, 32, 32, 1), np.float32))
-    segmenter.save(path)
+    net = segmenter.Segmenter(32, base_filters=4, depth=2, target="binary")
+    net.compile(optimizer="adam")
+    net(np.zeros((1, 32, 32, 1), np.float32))
+    net.save(path)
     return str(path)
 
 
@@ -144,8 +144,8 @@ def test_a_file_that_is_not_a_cellseg_model_is_refused_by_name(tmp_path):
 def test_an_export_folder_predicts_like_the_keras_model(tiny_model, tmp_path):
     import keras
 
-    segmenter = keras.models.load_model(tiny_model, compile=False)
-    training.output_model(segmenter).export(str(tmp_path / "export"), verbose=False)
+    net = keras.models.load_model(tiny_model, compile=False)
+    segmenter.output_model(net).export(str(tmp_path / "export"), verbose=False)
     tiles = np.random.default_rng(2).random((3, 32, 32, 1)).astype(np.float32)
     from_export = predict.load_model(str(tmp_path / "export"), 32)
     from_keras = predict.load_model(tiny_model, 32)
@@ -162,11 +162,11 @@ def test_the_target_and_tuned_thresholds_come_from_the_run_folder(tmp_path):
 
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
-    segmenter = training.Segmenter(32, base_filters=4, depth=2, target="three_class")
-    segmenter.compile(optimizer="adam")
-    segmenter(np.zeros((1, 32, 32, 1), np.float32))
-    segmenter.save(run / "checkpoints" / "best.keras")
-    training.output_model(keras.models.load_model(run / "checkpoints" / "best.keras")).export(
+    net = segmenter.Segmenter(32, base_filters=4, depth=2, target="three_class")
+    net.compile(optimizer="adam")
+    net(np.zeros((1, 32, 32, 1), np.float32))
+    net.save(run / "checkpoints" / "best.keras")
+    segmenter.output_model(keras.models.load_model(run / "checkpoints" / "best.keras")).export(
         str(run / "export"), verbose=False)
     tuned = {"target": "three_class", "mask_threshold": 0.35, "seed_threshold": 0.8, "min_size": 7,
              "fill_holes": True, "seg": 0.9}

@@ -32,9 +32,9 @@ def test_summary_cli_prints_the_table_or_one_clear_error(fluo_dataset, tmp_path)
     import subprocess
     import sys
 
-    ok = subprocess.run([sys.executable, "-m", "cellseg.describe", f"--input_dir={fluo_dataset}"],
+    ok = subprocess.run([sys.executable, "-m", "cellseg.cli.summary", f"--input_dir={fluo_dataset}"],
                         capture_output=True, text=True)
     assert ok.returncode == 0 and "with gold truth      4" in ok.stdout
-    bad = subprocess.run([sys.executable, "-m", "cellseg.describe", f"--input_dir={tmp_path}"],
+    bad = subprocess.run([sys.executable, "-m", "cellseg.cli.summary", f"--input_dir={tmp_path}"],
                          capture_output=True, text=True)
     assert bad.returncode == 1 and "not a CTC dataset folder" in bad.stderr and "Traceback" not in bad.stderr

@@ -89,7 +89,7 @@ def test_gold_on_every_nth_frame_and_four_digit_names_for_long_sequences(tmp_pat
 def test_cli_writes_twenty_frames_that_ctc_discovers(tmp_path, kind):
     output = tmp_path / kind
     result = subprocess.run(
-        [sys.executable, "-m", "cellseg.synth", f"--kind={kind}", f"--output_dir={output}",
+        [sys.executable, "-m", "cellseg.cli.synth", f"--kind={kind}", f"--output_dir={output}",
          "--sequences=2", "--frames=10", "--height=256", "--width=256"],
         capture_output=True, text=True, check=True,
     )
@@ -103,7 +103,7 @@ def test_cli_writes_twenty_frames_that_ctc_discovers(tmp_path, kind):
 def test_cli_refuses_to_overwrite_without_flag(tmp_path):
     (tmp_path / "notes.txt").write_text("keep me")
     result = subprocess.run(
-        [sys.executable, "-m", "cellseg.synth", f"--output_dir={tmp_path}", "--overwrite"],
+        [sys.executable, "-m", "cellseg.cli.synth", f"--output_dir={tmp_path}", "--overwrite"],
         capture_output=True, text=True,
     )
     assert result.returncode != 0

@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
-from cellseg import data, evaluate, targets, training
+from cellseg import callbacks, data, distribute, evaluate, run_folder, segmenter, targets, training
 
 TINY = dict(patch_size=32, base_filters=4, depth=2, per_replica_batch_size=4, steps_per_epoch=4,
             learning_rate=1e-2, validation_images=2, seed=1, tune_postprocessing=False)
@@ -40,7 +40,7 @@ def run(fluo_records, tmp_path_factory):
 def test_two_replicas_train_and_the_loss_falls(run):
     cfg, result, replicas = run
     assert replicas == [2]
-    epochs = training.read_log(cfg.model_dir)
+    epochs = run_folder.read_log(cfg.model_dir)
     assert [int(row["epoch"]) for row in epochs] == [0, 1, 2]
     assert epochs[-1]["loss"] < epochs[0]["loss"]
     assert result["epochs_run"] == 3 and 0.0 <= result["validation"]["dice"] <= 1.0
@@ -52,7 +52,7 @@ def test_two_replicas_train_and_the_loss_falls(run):
 def test_checkpoint_and_export_predict_the_same(run, fluo_records):
     cfg, _, _ = run
     best = keras.models.load_model(os.path.join(cfg.model_dir, "checkpoints", "best.keras"))
-    assert isinstance(best, training.Segmenter)
+    assert isinstance(best, segmenter.Segmenter)
     images = next(iter(data.validation_dataset(data.open_records(fluo_records), 32, 4)))[0]
     assert best.target == cfg.target == "three_class"  # the default
     from_checkpoint = targets.activate(best.target, best(images, training=False)).numpy()
@@ -138,8 +138,8 @@ def test_a_run_killed_resumes_at_its_last_whole_epoch_with_best_keras_intact(flu
     killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     best = os.path.join(cfg.model_dir, "checkpoints", "best.keras")
-    assert isinstance(keras.models.load_model(best), training.Segmenter)  # whole, loadable
-    finished = [int(row["epoch"]) for row in training.read_log(cfg.model_dir)]
+    assert isinstance(keras.models.load_model(best), segmenter.Segmenter)  # whole, loadable
+    finished = [int(row["epoch"]) for row in run_folder.read_log(cfg.model_dir)]
     assert finished == [0]  # killed in epoch 1, before its row
     seen = {}
 
@@ -155,13 +155,13 @@ def test_a_run_killed_resumes_at_its_last_whole_epoch_with_best_keras_intact(flu
     # Both resume after epoch 0, the last backed up whole (the torn write never replaced it),
     # at its step count.
     assert seen == {"first_epoch": 1, "iterations": 4, "final_iterations": 12}
-    assert [int(row["epoch"]) for row in training.read_log(cfg.model_dir)] == [0, 1, 2]
+    assert [int(row["epoch"]) for row in run_folder.read_log(cfg.model_dir)] == [0, 1, 2]
 
 
 def test_the_backup_writer_that_cellseg_overrides_is_still_keras_own(tmp_path):
-    # training.Backup replaces BackupAndRestore._save_model and reads the state Keras keeps for it.
+    # callbacks.Backup replaces BackupAndRestore._save_model and reads the state Keras keeps for it.
     assert "_save_model" in vars(keras.callbacks.BackupAndRestore)
-    backup = training.Backup(str(tmp_path))
+    backup = callbacks.Backup(str(tmp_path))
     assert backup._weights_path == os.path.join(str(tmp_path), "latest.weights.h5")
     assert backup._training_metadata_path == os.path.join(str(tmp_path), "training_metadata.json")
     assert (backup._current_epoch, backup._last_batch_seen) == (0, 0)
@@ -169,10 +169,10 @@ def test_the_backup_writer_that_cellseg_overrides_is_still_keras_own(tmp_path):
 
 def test_a_second_training_into_the_same_folder_is_refused(fluo_records, tmp_path):
     cfg = config(fluo_records, tmp_path / "run")
-    with training.locked(cfg.model_dir):
+    with run_folder.locked(cfg.model_dir):
         with pytest.raises(ValueError, match=f"run is in use by another training \\(process {os.getpid()}\\)"):
             training.train(cfg, log=lambda *_: None)
-    with training.locked(cfg.model_dir):  # released: taken again
+    with run_folder.locked(cfg.model_dir):  # released: taken again
         pass
 
 
@@ -180,7 +180,7 @@ def test_the_log_reader_skips_repeated_headers_and_torn_lines(tmp_path):
     (tmp_path / "log.csv").write_text(
         "epoch,loss,val_dice\n0,0.9,0.1\n1,0.8,0.2\n"
         "epoch,loss,val_dice\n1,0.7,0.3\n2,0.6,0.4\n3,0.5,0.\n4,0.4")
-    rows = training.read_log(str(tmp_path))
+    rows = run_folder.read_log(str(tmp_path))
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3, 4]
     assert rows[1] == {"epoch": 1.0, "loss": 0.7, "val_dice": 0.3}  # the later row of an epoch run twice
     assert rows[4] == {"epoch": 4.0, "loss": 0.4}
@@ -189,17 +189,17 @@ def test_the_log_reader_skips_repeated_headers_and_torn_lines(tmp_path):
 def test_step_seeds_differ_by_replica_and_step():
     strategy = tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")][:2])
     with strategy.scope():
-        segmenter = training.Segmenter(32, 4, 2, seed=3)
-        segmenter.compile(optimizer=keras.optimizers.Adam())
+        net = segmenter.Segmenter(32, 4, 2, seed=3)
+        net.compile(optimizer=keras.optimizers.Adam())
     seeds = lambda: [s.numpy().tolist() for s in strategy.experimental_local_results(  # noqa: E731
-        strategy.run(segmenter._step_seed))]
+        strategy.run(net._step_seed))]
     assert seeds() == [[3 * 1_000_003, 0], [3 * 1_000_003 + 1, 0]]
-    segmenter.optimizer.iterations.assign(5)
+    net.optimizer.iterations.assign(5)
     assert seeds() == [[3 * 1_000_003, 5], [3 * 1_000_003 + 1, 5]]
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "cellseg.train", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "cellseg.cli.train", *args], capture_output=True, text=True)
 
 
 def predicts_and_evaluates_from_the_command_line(run_dir, target, channels, fluo_dataset, out):
@@ -207,7 +207,7 @@ def predicts_and_evaluates_from_the_command_line(run_dir, target, channels, fluo
     assert tuned["target"] == target
     exported = tf.saved_model.load(str(run_dir / "export"))
     assert exported.serve(tf.zeros([1, 32, 32, 1])).shape == (1, 32, 32, channels)
-    predicted = subprocess.run([sys.executable, "-m", "cellseg.predict", f"--model={run_dir}",
+    predicted = subprocess.run([sys.executable, "-m", "cellseg.cli.predict", f"--model={run_dir}",
                                 f"--input={fluo_dataset / '02'}", f"--output_dir={out}", "--tile_size=64",
                                 "--overlap=32"], capture_output=True, text=True)
     assert predicted.returncode == 0, predicted.stderr[-2000:]
@@ -324,20 +324,20 @@ def test_bad_input_exits_non_zero_with_one_clear_line(fluo_records, tmp_path, ca
 
 def test_chief_and_worker_count_come_from_tf_config(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    assert training.is_chief() and training.worker_count() == 1 and training.worker_index() == 0
+    assert distribute.is_chief() and distribute.worker_count() == 1 and distribute.worker_index() == 0
     cluster = {"worker": ["localhost:1", "localhost:2"]}
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}}))
-    assert not training.is_chief() and training.worker_count() == 2 and training.worker_index() == 1
+    assert not distribute.is_chief() and distribute.worker_count() == 2 and distribute.worker_index() == 1
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
-    assert training.is_chief()
+    assert distribute.is_chief()
     with_chief = {"chief": ["localhost:0"], **cluster}
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": with_chief, "task": {"type": "worker", "index": 0}}))
-    assert not training.is_chief() and training.worker_count() == 3 and training.worker_index() == 1
+    assert not distribute.is_chief() and distribute.worker_count() == 3 and distribute.worker_index() == 1
 
 
 def test_ctrl_c_ends_training_in_one_line_that_says_how_to_resume(fluo_records, tmp_path):
     run_dir = tmp_path / "run"
-    process = subprocess.Popen([sys.executable, "-m", "cellseg.train", f"--records_dir={fluo_records}",
+    process = subprocess.Popen([sys.executable, "-m", "cellseg.cli.train", f"--records_dir={fluo_records}",
                                 f"--model_dir={run_dir}", "--epochs=1000", "--steps_per_epoch=2", "--patch_size=32",
                                 "--base_filters=4", "--depth=2", "--per_replica_batch_size=2",
                                 "--validation_images=0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

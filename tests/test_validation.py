@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cellseg import data, losses, metrics, training
+from cellseg import data, distribute, losses, metrics, segmenter
 
 CPUS = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
 
 
-def segmenter(patch_size, weights=None):
-    model = training.Segmenter(patch_size, base_filters=4, depth=2, seed=2, target="binary")
+def tiny_model(patch_size, weights=None):
+    model = segmenter.Segmenter(patch_size, base_filters=4, depth=2, seed=2, target="binary")
     model.compile(loss=losses.SegmentationLoss(target="binary"), metrics=metrics.pixel_metrics("binary"))
     model(tf.zeros([1, patch_size, patch_size, 1]))
     if weights is not None:
@@ -29,7 +29,7 @@ def test_two_replicas_see_full_batches_and_give_the_metrics_of_one_device(one_fr
     records = data.open_records(one_frame_records)
     assert data.validation_tile_count(records, patch_size) == tiles
     keras.utils.set_random_seed(0)
-    reference_model = segmenter(patch_size)
+    reference_model = tiny_model(patch_size)
     # One device, no padding: the tiles in plain batches, the last one short.
     plain = data.validation_tiles(records, patch_size).batch(per_replica)
     plain = plain.apply(tf.data.experimental.assert_cardinality(-(-tiles // per_replica)))
@@ -37,7 +37,7 @@ def test_two_replicas_see_full_batches_and_give_the_metrics_of_one_device(one_fr
     assert 0.0 < reference["dice"] < 1.0 and 0.0 < reference["precision"] < 1.0  # not a trivial prediction
 
     strategy = tf.distribute.MirroredStrategy(CPUS)
-    dataset, steps, count = training.validation_input(strategy, records, patch_size, per_replica)
+    dataset, steps, count = distribute.validation_input(strategy, records, patch_size, per_replica)
     assert count == tiles and steps == -(-tiles // (2 * per_replica))
     shapes, real = [], 0
     for _, batch in zip(range(steps), dataset):
@@ -48,7 +48,7 @@ def test_two_replicas_see_full_batches_and_give_the_metrics_of_one_device(one_fr
     assert real == tiles
 
     with strategy.scope():
-        mirrored = segmenter(patch_size, reference_model.get_weights())
+        mirrored = tiny_model(patch_size, reference_model.get_weights())
     result = mirrored.evaluate(dataset, steps=steps, return_dict=True, verbose=0)
     assert result.keys() == reference.keys()
     for name, value in reference.items():

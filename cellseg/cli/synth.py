@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
 from cellseg import ctc, summary, synthetic
+from cellseg.cli import common
 from cellseg.progress import Progress
 
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Dataset folder to create (holds 01/, 01_GT/, ...).")
@@ -32,8 +32,7 @@ flags.mark_flag_as_required("output_dir")
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    common.start(argv)
     output_dir = _OUTPUT_DIR.value
     _make_room(output_dir, _OVERWRITE.value)
     config = synthetic.Config(
@@ -56,16 +55,16 @@ def _make_room(output_dir: str, overwrite: bool) -> None:
     if not os.path.exists(output_dir) or (os.path.isdir(output_dir) and not os.listdir(output_dir)):
         return
     if not overwrite:
-        sys.exit(f"cellseg-synth: {output_dir} exists and is not empty; pass --overwrite to replace it")
+        common.fail("cellseg-synth", f"{output_dir} exists and is not empty; pass --overwrite to replace it")
     try:
         ctc.discover(output_dir)
     except ctc.LayoutError:
-        sys.exit(f"cellseg-synth: {output_dir} is not a CTC dataset folder; refusing to delete it")
+        common.fail("cellseg-synth", f"{output_dir} is not a CTC dataset folder; refusing to delete it")
     shutil.rmtree(output_dir)
 
 
 def run():
-    app.run(main)
+    common.run(main, __name__)
 
 
 if __name__ == "__main__":

@@ -8,11 +8,10 @@ depth, foreground fraction and cell size. Unreadable files are listed, not fatal
 
 from __future__ import annotations
 
-import sys
-
-from absl import app, flags
+from absl import flags
 
 from cellseg import ctc, summary
+from cellseg.cli import common
 from cellseg.progress import Progress
 
 _INPUT_DIR = flags.DEFINE_string("input_dir", None, "A CTC dataset folder (holds 01/, 01_GT/, ...).")
@@ -20,17 +19,16 @@ flags.mark_flag_as_required("input_dir")
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    common.start(argv)
     try:
         result = summary.summarize(_INPUT_DIR.value, progress=Progress("reading frames"))
     except ctc.LayoutError as error:
-        sys.exit(f"cellseg-summary: {error}")
+        common.fail("cellseg-summary", error)
     print(summary.format_summary(result))
 
 
 def run():
-    app.run(main)
+    common.run(main, __name__)
 
 
 if __name__ == "__main__":

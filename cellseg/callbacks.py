@@ -1,0 +1,127 @@
+"""The Keras callbacks of a training run, beyond Keras' own: images, an atomic backup, the best checkpoint.
+
+Both files a killed run needs (the backup and `best.keras`) are written beside
+their place and renamed into it, so a kill at any instant leaves them whole.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+
+import keras
+import tensorflow as tf
+
+from cellseg import data, targets
+
+
+class ValidationImages(keras.callbacks.Callback):
+    """Each epoch, a few validation tiles in TensorBoard: image | target | prediction.
+
+    The target and prediction panels show the cell mask (binary), the classes
+    (three_class: background black, interior grey, boundary white) or the cell
+    distance (distance).
+    """
+
+    def __init__(self, log_dir: str, batch, count: int):
+        super().__init__()
+        self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "images"))
+        real = tf.logical_not(data.is_padding(batch[1]))
+        self.images, self.labels, self.maps = (tf.boolean_mask(tensor, real)[:count] for tensor in batch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        target = self.model.target
+        outputs = targets.activate(target, self.model(self.images, training=False))
+        truth, predicted = targets.picture(target, self.model.pack(self.labels, self.maps), outputs)
+        panels = tf.concat([self.images, truth, predicted], axis=2)  # side by side
+        with self.writer.as_default():
+            tf.summary.image("validation: image | target | prediction", panels, step=epoch,
+                             max_outputs=len(self.images))
+        self.writer.flush()
+
+
+class Backup(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore whose files are replaced only once whole.
+
+    Keras writes the backup in place, so a kill during the write leaves a torn
+    file and no earlier state. Here both files are written beside the backup
+    and renamed over it: a kill at any instant leaves a backup to resume from.
+    """
+
+    def _save_model(self):
+        # Overrides Keras' private writer (tests/test_training.py checks it still exists).
+        tf.io.gfile.makedirs(self.backup_dir)
+        partial_weights = os.path.join(self.backup_dir, "partial.weights.h5")
+        partial_metadata = self._training_metadata_path + ".partial"
+        self.model.save_weights(partial_weights, overwrite=True)
+        with tf.io.gfile.GFile(partial_metadata, "w") as handle:
+            handle.write(json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen}))
+        tf.io.gfile.rename(partial_weights, self._weights_path, overwrite=True)
+        tf.io.gfile.rename(partial_metadata, self._training_metadata_path, overwrite=True)
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """The model of the best validation Dice, at `path`, written beside it and renamed over it.
+
+    `best` is the best Dice of earlier runs in the same folder, so a resumed run
+    keeps their checkpoint until it does better.
+    """
+
+    def __init__(self, path: str, best: float = -math.inf):
+        super().__init__()
+        self.path, self.best = path, best
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get("val_dice")
+        if value is None or not value > self.best:
+            return
+        self.best = float(value)
+        partial = self.path[: -len(".keras")] + ".partial.keras"
+        tf.io.gfile.makedirs(os.path.dirname(self.path))
+        self.model.save(partial)
+        tf.io.gfile.rename(partial, self.path, overwrite=True)
+
+
+class StopOnInterrupt(keras.callbacks.Callback):
+    """Ctrl-C (SIGINT) during fit ends the run at the end of the current batch, as a KeyboardInterrupt.
+
+    Python raises KeyboardInterrupt in whatever code runs next, and a
+    finalizer that TensorFlow runs on garbage collection swallows it: the run
+    went on. Noted here and raised from a callback, it always stops the run. A
+    second Ctrl-C stops at once.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.interrupted = False
+        self.previous = None
+
+    def on_train_begin(self, logs=None):
+        self.previous = signal.signal(signal.SIGINT, self._note)
+
+    def _note(self, signum, frame):
+        self.interrupted = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def _check(self, *args, **kwargs):
+        if self.interrupted:
+            raise KeyboardInterrupt
+
+    on_train_batch_end = on_test_batch_end = on_epoch_end = _check
+
+    def on_train_end(self, logs=None):
+        signal.signal(signal.SIGINT, self.previous or signal.default_int_handler)
+
+
+class WriteAtStart(keras.callbacks.Callback):
+    """Write `text` to `path` once the run has started: a call that fails before leaves the file alone."""
+
+    def __init__(self, path: str, text: str):
+        super().__init__()
+        self.path, self.text = path, text
+
+    def on_train_begin(self, logs=None):
+        with tf.io.gfile.GFile(self.path, "w") as handle:
+            handle.write(self.text)

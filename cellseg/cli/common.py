@@ -1,0 +1,37 @@
+"""What every cellseg command shares: quiet logs, no stray arguments, one-line errors."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import NoReturn
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before any command imports TensorFlow
+
+from absl import app, flags  # noqa: E402
+from absl import logging as absl_logging  # noqa: E402
+
+
+def run(main, module: str, **kwargs) -> None:
+    """`app.run(main)`, with the flags of the command's `module` shown by --help.
+
+    absl's --help lists the flags of the program's file; an installed command's
+    file is a stub that defines none.
+    """
+    name = sys.argv[0] if module == "__main__" else module
+    for flag in flags.FLAGS.get_flags_for_module(name):
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+    app.run(main, **kwargs)
+
+
+def start(argv: list[str]) -> None:
+    """Refuse positional arguments; keep absl (and TensorFlow's collectives, Beam's steps) at WARNING unless asked."""
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not flags.FLAGS["verbosity"].present:
+        absl_logging.set_verbosity(absl_logging.WARNING)
+
+
+def fail(command: str, message) -> NoReturn:
+    """Exit with status 1 and one line on stderr: `command: message`."""
+    sys.exit(f"{command}: {message}")

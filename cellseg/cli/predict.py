@@ -1,0 +1,64 @@
+"""cellseg-predict: segment frames of any size with a trained model.
+
+    cellseg-predict --model=runs/gowt1 --input=data/Fluo-N2DH-GOWT1/02 --output_dir=out --overlays
+
+Writes CTC results (`NN_RES/maskTTT.tif`, or `labels/<frame>.tif` for other
+TIFFs), `cells.csv` and, with --overlays, `overlays/<frame>.png`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import flags
+
+from cellseg import predict, tiling
+from cellseg.cli import common
+from cellseg.progress import Progress
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", None, "A cellseg model: a run folder, its checkpoints/best.keras, or its export/.")
+flags.DEFINE_string("input", None, "A CTC sequence folder (e.g. data/X/02), a TIFF, or a glob of TIFFs.")
+flags.DEFINE_string("output_dir", None, "Where NN_RES/ (or labels/), cells.csv and overlays/ go.")
+flags.DEFINE_integer("tile_size", tiling.DEFAULT_TILE, "Square tile side; a multiple of 2**depth.", lower_bound=16)
+flags.DEFINE_integer("overlap", tiling.DEFAULT_OVERLAP, "Overlap of neighbouring tiles (even); half of it is the seam "
+                     "margin.", lower_bound=0)
+flags.DEFINE_float("mask_threshold", None, "Cell mask threshold: cell probability (binary, three_class) or "
+                   "cell distance (distance). Default: postprocess.json, else the target's default.")
+flags.DEFINE_float("seed_threshold", None, "Seed threshold: h-maxima height in px (binary), interior "
+                   "probability (three_class), cell minus neighbour distance (distance). Default: as above.")
+flags.DEFINE_integer("min_size", None, "Objects of fewer pixels are dropped. Default: as above.", lower_bound=0)
+flags.DEFINE_bool("overlays", False, "Write overlays/<frame>.png with cell contours over each frame.")
+flags.mark_flags_as_required(["model", "input", "output_dir"])
+
+
+def main(argv):
+    common.start(argv)
+    overrides = {"mask_threshold": FLAGS.mask_threshold, "seed_threshold": FLAGS.seed_threshold,
+                 "min_size": FLAGS.min_size}
+    try:
+        result = predict.run_prediction(FLAGS.input, FLAGS.model, FLAGS.output_dir, FLAGS.tile_size, FLAGS.overlap,
+                                        overrides, FLAGS.overlays, Progress("segmenting frames"))
+    except ValueError as error:
+        common.fail("cellseg-predict", error)
+    except KeyboardInterrupt:
+        common.fail("cellseg-predict", "interrupted; the frames written so far are kept")
+    settings = result["postprocess"]
+    source = "tuned on validation (postprocess.json)" if result["tuned"] else "the target's defaults"
+    print(f"target {result['target']}; post-processing: mask threshold {settings['mask_threshold']:g}, "
+          f"seed threshold {settings['seed_threshold']:g}, min size {settings['min_size']} px ({source}"
+          f"{', with flags' if any(v is not None for v in overrides.values()) else ''})")
+    print(f"segmented {result['frames']} frame(s), {result['cells']} cells; "
+          f"labels and cells.csv in {FLAGS.output_dir}")
+    if result["failed"]:
+        for reason in result["failed"]:
+            print(f"failed: {reason}", file=sys.stderr)
+        common.fail("cellseg-predict", f"{len(result['failed'])} frame(s) failed; the others were written")
+
+
+def run():
+    common.run(main, __name__)
+
+
+if __name__ == "__main__":
+    run()

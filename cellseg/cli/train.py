@@ -1,0 +1,135 @@
+"""cellseg-train: train a U-Net on converted records, on one device, all local GPUs or many hosts.
+
+    cellseg-train --records_dir=records/Fluo-N2DH-GOWT1 --model_dir=runs/gowt1
+    cellseg-train --flagfile=runs/gowt1/flags.txt          # the same run again
+
+The global batch is --per_replica_batch_size times the number of replicas.
+Everything the run makes lands in --model_dir (`cellseg/run_folder.py`); a run
+started again on the same --model_dir resumes after its last finished epoch.
+The flags are made from the fields of `training.Config` and `augment.Config`,
+with their defaults: the command and the Python API train the same run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from absl import flags
+
+from cellseg import augment, callbacks, distribute, losses, run_folder, targets, training
+from cellseg.cli import common
+
+# Help and bounds of each flag; its name, type and default come from the config dataclasses.
+HELP = {
+    "records_dir": ("Converted dataset: dataset.json and train-*/val-* shards.", {}),
+    "model_dir": ("Run folder: checkpoints, backup, tensorboard, metrics, export.", {}),
+    "epochs": ("Epochs to train.", {"lower_bound": 1}),
+    "steps_per_epoch": ("Steps per epoch; 0: about one pass over the training frames.", {"lower_bound": 0}),
+    "per_replica_batch_size": ("Patches per replica and step; global batch = this x replicas.", {"lower_bound": 1}),
+    "patch_size": ("Square training patch side; a multiple of 2**depth.", {"lower_bound": 1}),
+    "base_filters": ("Filters of the first block (paper: 64).", {"lower_bound": 1}),
+    "depth": ("Downscale blocks (paper: 4).", {"lower_bound": 1}),
+    "dropout": ("Dropout after each convolution.", {"lower_bound": 0, "upper_bound": 0.9}),
+    "transposed": ("Learnt transposed-convolution upsampling, not bilinear.", {}),
+    "batch_norm_momentum": ("Batch-norm moving-average momentum (0.9 settles within a few hundred steps).",
+                            {"lower_bound": 0, "upper_bound": 1}),
+    "learning_rate": ("Adam learning rate.", {"lower_bound": 0}),
+    "target": ("What the network learns: binary (cell / background), three_class (background / interior / "
+               "boundary) or distance (cell and neighbour distance maps; needs records with distance maps).",
+               {"enum_values": targets.TARGETS}),
+    "loss": ("Cross-entropy and overlap terms (binary, three_class); distance regresses whatever this is.",
+             {"enum_values": losses.KINDS}),
+    "tversky_alpha": ("Tversky weight of false positives.", {}),
+    "tversky_beta": ("Tversky weight of false negatives.", {}),
+    "bce_weight": ("Weight of the weighted cross-entropy term.", {"lower_bound": 0}),
+    "overlap_weight": ("Weight of the Tversky or Dice term.", {"lower_bound": 0}),
+    "symmetries": ("Random flips and quarter turns.", {}),
+    "elastic_sigma": ("Elastic deformation: std of the coarse displacements (px).", {"lower_bound": 0}),
+    "elastic_points": ("Elastic deformation: coarse grid points per side.", {"lower_bound": 2}),
+    "rotation": ("Max small rotation, degrees.", {"lower_bound": 0}),
+    "scale": ("Max relative zoom.", {"lower_bound": 0, "upper_bound": 0.9}),
+    "gamma": ("Intensity: max |log gamma|.", {"lower_bound": 0}),
+    "contrast": ("Intensity: max relative contrast change.", {"lower_bound": 0}),
+    "brightness": ("Intensity: max brightness offset (image in [0, 1]).", {"lower_bound": 0}),
+    "noise": ("Intensity: std of added Gaussian noise.", {"lower_bound": 0}),
+    "seed": ("Seed of initialisation, data order and augmentation.", {}),
+    "strategy": ("auto: all local GPUs (MirroredStrategy), else one device; multi_worker reads TF_CONFIG.",
+                 {"enum_values": distribute.STRATEGIES}),
+    "cpu_replicas": ("Split the CPU into N logical devices (MirroredStrategy without GPUs).", {"lower_bound": 0}),
+    "mixed_precision": ("float16 compute, float32 weights (GPUs).", {}),
+    "jit_compile": ("Compile the training step with XLA.", {}),
+    "early_stopping_patience": ("Stop after this many epochs without a better validation Dice.", {"lower_bound": 1}),
+    "reduce_lr_patience": ("Halve the learning rate after this many epochs without a lower validation loss.",
+                           {"lower_bound": 1}),
+    "validation_images": ("Validation tiles shown in TensorBoard each epoch.", {"lower_bound": 0}),
+    "profile_batch": ("Profile this batch in TensorBoard (0: off).", {"lower_bound": 0}),
+    "shuffle_buffer": ("Patches in the shuffle buffer of the training stream.", {"lower_bound": 1}),
+    "tune_postprocessing": ("At the end, choose the post-processing thresholds that maximise SEG on the whole "
+                            "validation frames (postprocess.json).", {}),
+}
+
+
+def _fields():
+    """(name, default) of every leaf of `training.Config`, the augmentation's fields in place of it."""
+    for field in dataclasses.fields(training.Config):
+        if field.name == "augmentation":
+            yield from ((f.name, f.default) for f in dataclasses.fields(augment.Config))
+        else:
+            yield field.name, (None if field.default is dataclasses.MISSING else field.default)
+
+
+def _define(name: str, default):
+    text, options = HELP[name]
+    if "enum_values" in options:
+        return flags.DEFINE_enum(name, default, options["enum_values"], text)
+    define = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float}.get(type(default))
+    return (define or flags.DEFINE_string)(name, default, text, **options)
+
+
+_FLAGS = [_define(name, default) for name, default in _fields()]
+flags.mark_flags_as_required(["records_dir", "model_dir"])
+
+
+def config_from_flags() -> training.Config:
+    values = {holder.name: holder.value for holder in _FLAGS}
+    augmentation = augment.Config(**{f.name: values.pop(f.name) for f in dataclasses.fields(augment.Config)})
+    return training.Config(augmentation=augmentation, **values)
+
+
+def flagfile_text() -> str:
+    """Every cellseg-train flag with its value: a --flagfile that reproduces the run."""
+    return "".join(flags.FLAGS[holder.name].serialize() + "\n" for holder in _FLAGS)
+
+
+def main(argv):
+    common.start(argv)
+    try:
+        config = config_from_flags()
+        flagfile = os.path.join(config.model_dir, run_folder.FLAGS)
+        written_at_start = callbacks.WriteAtStart(flagfile, flagfile_text()) if distribute.is_chief() else None
+        result = training.train(config, extra_callbacks=[c for c in (written_at_start, callbacks.StopOnInterrupt()) if c])
+    except (ValueError, RuntimeError) as error:
+        common.fail("cellseg-train", error)
+    except KeyboardInterrupt:
+        common.fail("cellseg-train", f"interrupted; the same command resumes after the last finished epoch "
+                                     f"(--flagfile={os.path.join(flags.FLAGS.model_dir, run_folder.FLAGS)})")
+    if result:
+        print("\nvalidation (best checkpoint, inference mode):")
+        for name, value in result["validation"].items():
+            print(f"  {name:<16} {value:.4f}")
+        tuned = result.get("postprocess")
+        if tuned:
+            print(f"\npost-processing ({tuned['target']}) tuned on {tuned['frames']} validation frame(s): "
+                  f"mask threshold {tuned['mask_threshold']:g}, seed threshold {tuned['seed_threshold']:g}, "
+                  f"min size {tuned['min_size']} px; SEG {tuned['seg']:.3f}")
+        print(f"\nrun folder: {config.model_dir} (metrics.json, postprocess.json, checkpoints/best.keras, export/)")
+        print(f"TensorBoard: tensorboard --logdir {os.path.join(config.model_dir, 'tensorboard')}")
+
+
+def run():
+    common.run(main, __name__)
+
+
+if __name__ == "__main__":
+    run()

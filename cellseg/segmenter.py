@@ -1,0 +1,118 @@
+"""The Keras model cellseg trains: a U-Net whose training step augments on the device.
+
+`Segmenter` is a `keras.Model` whose `train_step` augments each replica's batch
+on its own device (`cellseg.augment`) and derives the target from the augmented
+labels there (`cellseg.targets`) before Keras' own step, with a stateless seed
+made of the run's seed, the replica and the step, so a run is reproducible and
+replicas see different deformations. `output_model` puts the target's
+activation on top for prediction and export.
+
+Compatibility code: three Keras private hooks are used here, each marked where
+it is (`_maybe_symbolic_build`, the loss tracker `_loss_tracker`) and tested in
+tests/test_segmenter.py, which fails when Keras changes them; setup.cfg pins
+Keras to the versions tested.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import tensorflow as tf
+
+from cellseg import augment, data, distribute, model, targets
+
+
+@keras.saving.register_keras_serializable(package="cellseg")
+class Segmenter(keras.Model):
+    """A U-Net whose training step augments each replica's batch on its device.
+
+    Batches are (image, labels, maps) (`cellseg.data`); after augmentation the
+    target reaches the loss and the metrics as `targets.pack`'s channels. The
+    network has one output channel per channel of its `target`.
+    """
+
+    def __init__(self, patch_size: int, base_filters: int = 16, depth: int = 4, dropout: float = 0.0,
+                 transposed: bool = False, momentum: float = 0.9, augmentation: dict | None = None,
+                 seed: int = 0, target: str = targets.DEFAULT, class_weights=(1.0, 1.0), **kwargs):
+        super().__init__(**kwargs)
+        self.target = targets.check(target)
+        self.class_weights = tuple(float(w) for w in class_weights)
+        self.architecture = dict(size=patch_size, base_filters=base_filters, depth=depth, dropout=dropout,
+                                 transposed=transposed, momentum=momentum, outputs=targets.get(target).channels)
+        self.unet = model.build_unet(**self.architecture)
+        self.augmentation = augment.Config(**(augmentation or {}))
+        self.seed = seed
+
+    def call(self, images, training=False):
+        return self.unet(images, training=training)
+
+    def train_step(self, batch):
+        images, labels, maps = batch
+        images, labels, maps = augment.augment(images, labels, maps, self._step_seed(), self.augmentation)
+        return self._logs(super().train_step((images, self.pack(labels, maps))))
+
+    def test_step(self, batch):
+        # Validation batches end in padding tiles (`data.validation_dataset`): the
+        # packed weight 0 keeps them out of the loss and the metrics, and the loss
+        # is averaged over the real tiles, where Keras would weigh it by batch size.
+        images, labels, maps = batch
+        y_true = self.pack(labels, maps)
+        y_pred = self(images, training=False)
+        real = tf.reduce_sum(tf.cast(tf.logical_not(data.is_padding(labels)), tf.float32))
+        self._loss_tracker.update_state(tf.reduce_mean(self.loss.call(y_true, y_pred)), sample_weight=real)
+        return self._logs(self.compute_metrics(images, y_true, y_pred))
+
+    def _logs(self, logs):
+        # Keras 3 averages multi-worker logs along an axis 0 that scalars lack
+        # (tensorflow/tensorflow#72388): give each a length-one axis to average over.
+        if distribute.multi_worker(self.distribute_strategy):
+            return {name: tf.reshape(value, [1]) for name, value in logs.items()}
+        return logs
+
+    def pack(self, labels, maps):
+        """`y_true` of the loss and metrics from (augmented) labels and maps."""
+        return targets.pack(self.target, labels, maps, self.class_weights)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras builds the loss and metrics from the first batch's shapes. It would
+        # average a distributed batch over the replicas with a collective (which
+        # fails under MultiWorkerMirrored) and take (image, labels, maps) for
+        # (x, y, sample_weight), while they read the packed `y_true`: build them
+        # from one replica's shapes and the packed channels instead.
+        if self._distribute_strategy is None:
+            return
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = next(batches)
+                break
+        images, labels = (self.distribute_strategy.experimental_local_results(t)[0] for t in data_batch[:2])
+        packed = keras.KerasTensor(tuple(labels.shape[:-1]) + (targets.get(self.target).packed_channels,), "float32")
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=(keras.KerasTensor(images.shape, "float32"), packed))
+
+    def _step_seed(self):
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        return tf.stack([tf.cast(self.seed, tf.int64) * 1_000_003 + tf.cast(replica, tf.int64),
+                         tf.cast(self.optimizer.iterations, tf.int64)])
+
+    def get_config(self):
+        architecture = dict(self.architecture)
+        architecture.pop("outputs")
+        return {**super().get_config(), "patch_size": architecture.pop("size"), **architecture,
+                "augmentation": dataclasses.asdict(self.augmentation), "seed": self.seed,
+                "target": self.target, "class_weights": list(self.class_weights)}
+
+
+def output_model(segmenter: Segmenter, size: int | None = None) -> keras.Model:
+    """The U-Net with its target's activation on top (`targets.activate`), optionally for `size` x `size` inputs.
+
+    Outputs: the cell probability (binary), the background / interior / boundary
+    probabilities (three_class), or the cell and neighbour distances (distance).
+    """
+    unet = segmenter.unet
+    if size is not None and size != unet.input.shape[1]:
+        unet = model.build_unet(**{**segmenter.architecture, "size": size})
+        unet.set_weights(segmenter.unet.get_weights())
+    outputs = keras.layers.Activation(targets.get(segmenter.target).activation, dtype="float32", name="outputs")(unet.output)
+    return keras.Model(unet.input, outputs, name=f"cellseg_{segmenter.target}")

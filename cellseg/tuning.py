@@ -1,0 +1,47 @@
+"""Post-processing tuned on the whole validation frames at the end of training (`postprocess.json`)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from cellseg import data, instances, run_folder, segmenter, tiling
+from cellseg.progress import Progress
+
+TUNE_FRAMES = 32
+
+
+def tune(trained: segmenter.Segmenter, records: data.Records, model_dir: str, log=print) -> dict:
+    """Choose the post-processing thresholds that maximise SEG on the whole validation frames.
+
+    The frames are predicted as `cellseg-predict` does (overlap-tile at its
+    default tile size); the result goes to `postprocess.json`. Of more than
+    `TUNE_FRAMES` validation frames, every n-th is used (at most `TUNE_FRAMES`).
+    """
+    depth = trained.architecture["depth"]
+    tile = -(-tiling.DEFAULT_TILE // 2**depth) * 2**depth
+    network = segmenter.output_model(trained, tile)
+    # At most TUNE_FRAMES frames, evenly spread: memory stays bounded on long sequences.
+    count = records.description["counts"]["val"]
+    stride = max(1, -(-count // TUNE_FRAMES))
+    outputs, references = [], []
+    predicting = Progress("predicting validation frames")
+    for index, (image, labels) in enumerate(data.validation_frames(records)):
+        if index % stride:
+            continue
+        predicted = tiling.predict_outputs(network.predict_on_batch, image, tile, tiling.DEFAULT_OVERLAP)
+        outputs.append(predicted)
+        references.append(labels)
+        predicting(len(outputs), -(-count // stride))
+    settings, seg = instances.tune(outputs, references, trained.target,
+                                   progress=Progress("tuning post-processing on validation frames"))
+    tuned = {**settings.to_dict(), "seg": seg, "frames": len(outputs),
+             "objects": int(sum(len(np.unique(r[r > 0])) for r in references))}
+    with open(os.path.join(model_dir, run_folder.POSTPROCESS), "w") as handle:
+        json.dump(tuned, handle, indent=2)
+    log(f"post-processing tuned on {len(outputs)} validation frame(s): "
+        + ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in settings.to_dict().items())
+        + f"; SEG {seg:.3f}")
+    return tuned
