@@ -21,12 +21,33 @@ tf.distribute) carries the weight map with the target.
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import tensorflow as tf
 
 from cellseg import targets
 
 KINDS = ("bce_tversky", "bce", "dice", "tversky")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The training objective: which terms (`loss`, one of `KINDS`) and their weights."""
+
+    loss: str = "bce_tversky"
+    tversky_alpha: float = 0.3  # weight of false positives
+    tversky_beta: float = 0.7  # weight of false negatives
+    bce_weight: float = 1.0
+    overlap_weight: float = 1.0
+
+    def __post_init__(self):
+        if self.loss not in KINDS:
+            raise ValueError(f"unknown --loss={self.loss}; expected one of {', '.join(KINDS)}")
+
+    def for_target(self, target: str) -> SegmentationLoss:
+        return SegmentationLoss(self.loss, self.tversky_alpha, self.tversky_beta, self.bce_weight,
+                                self.overlap_weight, target)
 
 
 def weighted_mean(values, weights):

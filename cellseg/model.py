@@ -13,29 +13,31 @@ at any tile size to predict (`build_unet(...)` + `set_weights`).
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 from keras import layers
 
 
-def double_conv(x, filters: int, dropout: float, momentum: float, name: str):
+def double_conv(x, filters: int, dropout: float, batch_norm_momentum: float, name: str):
     """(3x3 conv -> batch norm -> ReLU -> dropout) twice."""
     for i in (1, 2):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal",
                           name=f"{name}_conv{i}")(x)
-        x = layers.BatchNormalization(momentum=momentum, name=f"{name}_bn{i}")(x)
+        x = layers.BatchNormalization(momentum=batch_norm_momentum, name=f"{name}_bn{i}")(x)
         x = layers.Activation("relu", name=f"{name}_relu{i}")(x)
         if dropout:
             x = layers.Dropout(dropout, name=f"{name}_dropout{i}")(x)
     return x
 
 
-def downscale(x, filters: int, dropout: float, momentum: float, name: str):
+def downscale(x, filters: int, dropout: float, batch_norm_momentum: float, name: str):
     """2x2 max pooling, then double_conv with `filters` channels."""
     x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
-    return double_conv(x, filters, dropout, momentum, name)
+    return double_conv(x, filters, dropout, batch_norm_momentum, name)
 
 
-def upscale(x, skip, filters: int, dropout: float, momentum: float, transposed: bool, name: str):
+def upscale(x, skip, filters: int, dropout: float, batch_norm_momentum: float, transposed: bool, name: str):
     """Upsample by 2 (bilinear, or a learnt transposed conv), concatenate `skip`, double_conv."""
     if transposed:
         x = layers.Conv2DTranspose(filters, 2, strides=2, name=f"{name}_up")(x)
@@ -44,7 +46,23 @@ def upscale(x, skip, filters: int, dropout: float, momentum: float, transposed: 
         # in float32, and XLA refuses its float32 gradient beside float16 neighbours.
         x = layers.UpSampling2D(2, interpolation="bilinear", dtype="float32", name=f"{name}_up")(x)
     x = layers.Concatenate(name=f"{name}_concat")([skip, x])
-    return double_conv(x, filters, dropout, momentum, name)
+    return double_conv(x, filters, dropout, batch_norm_momentum, name)
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    """The network's shape: what a run folder's checkpoint must match to be resumed or loaded."""
+
+    patch_size: int = 256  # square training patch side; prediction rebuilds the network at its tile size
+    base_filters: int = 16
+    depth: int = 4
+    dropout: float = 0.0
+    transposed: bool = False
+    batch_norm_momentum: float = 0.9
+
+    def __post_init__(self):
+        if self.patch_size < 2**self.depth or self.patch_size % 2**self.depth:
+            raise ValueError(f"--patch_size={self.patch_size} must be a multiple of 2**depth = {2**self.depth}")
 
 
 def build_unet(
@@ -53,7 +71,7 @@ def build_unet(
     depth: int = 4,
     dropout: float = 0.0,
     transposed: bool = False,
-    momentum: float = 0.9,
+    batch_norm_momentum: float = 0.9,
     channels: int = 1,
     outputs: int = 1,
     name: str = "unet",
@@ -67,12 +85,13 @@ def build_unet(
     if size % 2**depth:
         raise ValueError(f"size {size} must be a multiple of 2**depth = {2**depth}")
     inputs = keras.Input((size, size, channels), name="image")
-    x = double_conv(inputs, base_filters, dropout, momentum, "input")
+    x = double_conv(inputs, base_filters, dropout, batch_norm_momentum, "input")
     skips = [x]
     for level in range(1, depth + 1):
-        x = downscale(x, base_filters * 2**level, dropout, momentum, f"down{level}")
+        x = downscale(x, base_filters * 2**level, dropout, batch_norm_momentum, f"down{level}")
         skips.append(x)
     for level in range(depth - 1, -1, -1):
-        x = upscale(x, skips[level], base_filters * 2**level, dropout, momentum, transposed, f"up{level + 1}")
+        x = upscale(x, skips[level], base_filters * 2**level, dropout, batch_norm_momentum, transposed,
+                    f"up{level + 1}")
     logits = layers.Conv2D(outputs, 1, dtype="float32", name="logits")(x)
     return keras.Model(inputs, logits, name=name)

@@ -23,6 +23,13 @@ import tensorflow as tf
 from cellseg import augment, data, distribute, model, targets
 
 
+def unet_of(architecture: dict, target: str, size: int | None = None) -> keras.Model:
+    """The U-Net of `architecture` (`model.Architecture`'s fields) for `target`, for `size` x `size` inputs
+    (default: the training patch)."""
+    shape = {key: value for key, value in architecture.items() if key != "patch_size"}
+    return model.build_unet(size or architecture["patch_size"], outputs=targets.get(target).channels, **shape)
+
+
 @keras.saving.register_keras_serializable(package="cellseg")
 class Segmenter(keras.Model):
     """A U-Net whose training step augments each replica's batch on its device.
@@ -33,14 +40,14 @@ class Segmenter(keras.Model):
     """
 
     def __init__(self, patch_size: int, base_filters: int = 16, depth: int = 4, dropout: float = 0.0,
-                 transposed: bool = False, momentum: float = 0.9, augmentation: dict | None = None,
+                 transposed: bool = False, batch_norm_momentum: float = 0.9, augmentation: dict | None = None,
                  seed: int = 0, target: str = targets.DEFAULT, class_weights=(1.0, 1.0), **kwargs):
         super().__init__(**kwargs)
         self.target = targets.check(target)
         self.class_weights = tuple(float(w) for w in class_weights)
-        self.architecture = dict(size=patch_size, base_filters=base_filters, depth=depth, dropout=dropout,
-                                 transposed=transposed, momentum=momentum, outputs=targets.get(target).channels)
-        self.unet = model.build_unet(**self.architecture)
+        self.architecture = dataclasses.asdict(model.Architecture(patch_size, base_filters, depth, dropout, transposed,
+                                                                  batch_norm_momentum))
+        self.unet = unet_of(self.architecture, self.target)
         self.augmentation = augment.Config(**(augmentation or {}))
         self.seed = seed
 
@@ -96,10 +103,15 @@ class Segmenter(keras.Model):
         return tf.stack([tf.cast(self.seed, tf.int64) * 1_000_003 + tf.cast(replica, tf.int64),
                          tf.cast(self.optimizer.iterations, tf.int64)])
 
+    @classmethod
+    def from_config(cls, config):
+        # Checkpoints written before the argument took its flag's name.
+        if "momentum" in config:
+            config = {**config, "batch_norm_momentum": config.pop("momentum")}
+        return cls(**config)
+
     def get_config(self):
-        architecture = dict(self.architecture)
-        architecture.pop("outputs")
-        return {**super().get_config(), "patch_size": architecture.pop("size"), **architecture,
+        return {**super().get_config(), **self.architecture,
                 "augmentation": dataclasses.asdict(self.augmentation), "seed": self.seed,
                 "target": self.target, "class_weights": list(self.class_weights)}
 
@@ -112,7 +124,7 @@ def output_model(segmenter: Segmenter, size: int | None = None) -> keras.Model:
     """
     unet = segmenter.unet
     if size is not None and size != unet.input.shape[1]:
-        unet = model.build_unet(**{**segmenter.architecture, "size": size})
+        unet = unet_of(segmenter.architecture, segmenter.target, size)
         unet.set_weights(segmenter.unet.get_weights())
     outputs = keras.layers.Activation(targets.get(segmenter.target).activation, dtype="float32", name="outputs")(unet.output)
     return keras.Model(unet.input, outputs, name=f"cellseg_{segmenter.target}")

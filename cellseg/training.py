@@ -17,30 +17,24 @@ import sys
 
 import keras
 
-from cellseg import augment, callbacks, data, distribute, losses, metrics, run_folder, segmenter, targets, tuning
+from cellseg import augment, callbacks, data, distribute, losses, metrics, model, run_folder, segmenter, targets, tuning
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    """A training run. `network`, `objective` and `augmentation` are the nested configs of
+    `model`, `losses` and `augment`; every leaf is a cellseg-train flag of the same name."""
+
     records_dir: str
     model_dir: str
+    network: model.Architecture = model.Architecture()
+    objective: losses.Config = losses.Config()
+    augmentation: augment.Config = augment.Config()
+    target: str = targets.DEFAULT
     epochs: int = 50
     steps_per_epoch: int = 0  # 0: one pass over the training frames' patches
     per_replica_batch_size: int = 8
-    patch_size: int = 256
-    base_filters: int = 16
-    depth: int = 4
-    dropout: float = 0.0
-    transposed: bool = False
-    batch_norm_momentum: float = 0.9
     learning_rate: float = 1e-4
-    target: str = targets.DEFAULT
-    loss: str = "bce_tversky"
-    tversky_alpha: float = 0.3
-    tversky_beta: float = 0.7
-    bce_weight: float = 1.0
-    overlap_weight: float = 1.0
-    augmentation: augment.Config = augment.Config()
     seed: int = 0
     strategy: str = "auto"
     cpu_replicas: int = 0
@@ -54,8 +48,6 @@ class Config:
     tune_postprocessing: bool = True
 
     def __post_init__(self):
-        if self.patch_size < 2**self.depth or self.patch_size % 2**self.depth:
-            raise ValueError(f"--patch_size={self.patch_size} must be a multiple of 2**depth = {2**self.depth}")
         if self.per_replica_batch_size < 1:
             raise ValueError(f"--per_replica_batch_size must be positive, got {self.per_replica_batch_size}")
         if self.epochs < 1:
@@ -64,8 +56,27 @@ class Config:
             raise ValueError(f"unknown --strategy={self.strategy}; expected one of {', '.join(distribute.STRATEGIES)}")
         if self.target not in targets.TARGETS:
             raise ValueError(f"unknown --target={self.target}; expected one of {', '.join(targets.TARGETS)}")
-        if self.loss not in losses.KINDS:
-            raise ValueError(f"unknown --loss={self.loss}; expected one of {', '.join(losses.KINDS)}")
+
+    @classmethod
+    def from_flat(cls, **values) -> Config:
+        """A config from leaf names (the flags' names): patch_size=..., loss=..., rotation=..., epochs=..."""
+        nested = {name: kind(**{f.name: values.pop(f.name) for f in dataclasses.fields(kind) if f.name in values})
+                  for name, kind in NESTED.items()}
+        return cls(**nested, **values)
+
+
+NESTED = {"network": model.Architecture, "objective": losses.Config, "augmentation": augment.Config}
+
+
+def flat_fields() -> list[tuple[str, object]]:
+    """(name, default) of every leaf of `Config`, the nested configs' fields in their place; None: required."""
+    leaves = []
+    for field in dataclasses.fields(Config):
+        if field.name in NESTED:
+            leaves += [(f.name, f.default) for f in dataclasses.fields(NESTED[field.name])]
+        else:
+            leaves.append((field.name, None if field.default is dataclasses.MISSING else field.default))
+    return leaves
 
 
 # The flags that shape the network: a run folder's checkpoint is resumed only with the same.
@@ -86,16 +97,17 @@ def train(config: Config, extra_callbacks=(), log=print) -> dict:
     chief = distribute.is_chief()
     with run_folder.locked(distribute.own_folder(config.model_dir, chief)):
         if chief:
-            run_folder.check_resumable(config.model_dir, {name: getattr(config, name) for name in ARCHITECTURE})
+            shape = {**dataclasses.asdict(config.network), "target": config.target}
+            run_folder.check_resumable(config.model_dir, {name: shape[name] for name in ARCHITECTURE})
         return _fit(config, strategy, chief, extra_callbacks, log)
 
 
 def _fit(config: Config, strategy: tf.distribute.Strategy, chief: bool, extra_callbacks, log) -> dict:
     records = data.open_records(config.records_dir)
-    check_patch_size(records, config.patch_size)
+    check_patch_size(records, config.network.patch_size)
     replicas = strategy.num_replicas_in_sync
     global_batch = config.per_replica_batch_size * replicas
-    steps = config.steps_per_epoch or max(1, data.patches_per_epoch(records, config.patch_size) // global_batch)
+    steps = config.steps_per_epoch or max(1, data.patches_per_epoch(records, config.network.patch_size) // global_batch)
     kind = "MultiWorkerMirroredStrategy" if distribute.multi_worker(strategy) else type(strategy).__name__
     log(f"{replicas} replica(s) ({kind}); global batch {global_batch} = "
         f"{config.per_replica_batch_size} per replica x {replicas}; {steps} steps per epoch")
@@ -109,28 +121,26 @@ def _fit(config: Config, strategy: tf.distribute.Strategy, chief: bool, extra_ca
         + f" (training foreground fraction {records.description['foreground_fraction']:.1%})")
 
     workers = distribute.worker_count()
-    train_set = data.training_dataset(records, config.patch_size, global_batch, seed=config.seed,
+    train_set = data.training_dataset(records, config.network.patch_size, global_batch, seed=config.seed,
                                       shuffle_buffer=config.shuffle_buffer, num_workers=workers, distances=distances,
                                       worker_index=distribute.worker_index())
-    val_set, val_steps, tiles = distribute.validation_input(strategy, records, config.patch_size,
+    val_set, val_steps, tiles = distribute.validation_input(strategy, records, config.network.patch_size,
                                                  config.per_replica_batch_size, distances)
-    log(f"validation: {tiles} tile(s) of {config.patch_size} px, {val_steps} step(s) per pass on every host")
-    validation_batch = next(iter(data.validation_dataset(records, config.patch_size, max(config.validation_images, 1),
+    log(f"validation: {tiles} tile(s) of {config.network.patch_size} px, {val_steps} step(s) per pass on every host")
+    validation_batch = next(iter(data.validation_dataset(records, config.network.patch_size, max(config.validation_images, 1),
                                                          distances, tile_count=tiles)))
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
-        model = segmenter.Segmenter(config.patch_size, config.base_filters, config.depth, config.dropout,
-                              config.transposed, config.batch_norm_momentum,
-                              dataclasses.asdict(config.augmentation), config.seed, config.target, class_weights)
-        model.compile(
+        net = segmenter.Segmenter(**dataclasses.asdict(config.network), augmentation=dataclasses.asdict(config.augmentation),
+                                  seed=config.seed, target=config.target, class_weights=class_weights)
+        net.compile(
             optimizer=keras.optimizers.Adam(config.learning_rate),
-            loss=losses.SegmentationLoss(config.loss, config.tversky_alpha, config.tversky_beta,
-                                         config.bce_weight, config.overlap_weight, config.target),
+            loss=config.objective.for_target(config.target),
             metrics=metrics.pixel_metrics(config.target),
             jit_compile=config.jit_compile,
         )
     # Keras distributes the training set over the replicas itself (each batch is global).
-    model.fit(
+    net.fit(
         train_set,
         validation_data=val_set,
         validation_steps=val_steps,
@@ -168,8 +178,8 @@ def finish(config: Config, records: data.Records, log=print) -> dict:
     """Evaluate the best checkpoint in inference mode; write metrics.json, postprocess.json and the export."""
     best_path = os.path.join(config.model_dir, run_folder.BEST)
     best = keras.models.load_model(best_path)
-    tiles = data.validation_tile_count(records, config.patch_size)
-    val_set = data.validation_dataset(records, config.patch_size, config.per_replica_batch_size,
+    tiles = data.validation_tile_count(records, config.network.patch_size)
+    val_set = data.validation_dataset(records, config.network.patch_size, config.per_replica_batch_size,
                                       distances=targets.get(config.target).distances, tile_count=tiles)
     evaluated = best.evaluate(val_set, steps=data.validation_steps(tiles, config.per_replica_batch_size),
                               return_dict=True, verbose=0)

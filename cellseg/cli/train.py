@@ -6,18 +6,18 @@
 The global batch is --per_replica_batch_size times the number of replicas.
 Everything the run makes lands in --model_dir (`cellseg/run_folder.py`); a run
 started again on the same --model_dir resumes after its last finished epoch.
-The flags are made from the fields of `training.Config` and `augment.Config`,
-with their defaults: the command and the Python API train the same run.
+The flags are made from the leaves of `training.Config` (its nested network,
+objective and augmentation configs included), with their defaults: the command
+and the Python API train the same run.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 from absl import flags
 
-from cellseg import augment, callbacks, distribute, losses, run_folder, targets, training
+from cellseg import callbacks, distribute, losses, run_folder, targets, training
 from cellseg.cli import common
 
 # Help and bounds of each flag; its name, type and default come from the config dataclasses.
@@ -70,15 +70,6 @@ HELP = {
 }
 
 
-def _fields():
-    """(name, default) of every leaf of `training.Config`, the augmentation's fields in place of it."""
-    for field in dataclasses.fields(training.Config):
-        if field.name == "augmentation":
-            yield from ((f.name, f.default) for f in dataclasses.fields(augment.Config))
-        else:
-            yield field.name, (None if field.default is dataclasses.MISSING else field.default)
-
-
 def _define(name: str, default):
     text, options = HELP[name]
     if "enum_values" in options:
@@ -87,14 +78,12 @@ def _define(name: str, default):
     return (define or flags.DEFINE_string)(name, default, text, **options)
 
 
-_FLAGS = [_define(name, default) for name, default in _fields()]
+_FLAGS = [_define(name, default) for name, default in training.flat_fields()]
 flags.mark_flags_as_required(["records_dir", "model_dir"])
 
 
 def config_from_flags() -> training.Config:
-    values = {holder.name: holder.value for holder in _FLAGS}
-    augmentation = augment.Config(**{f.name: values.pop(f.name) for f in dataclasses.fields(augment.Config)})
-    return training.Config(augmentation=augmentation, **values)
+    return training.Config.from_flat(**{holder.name: holder.value for holder in _FLAGS})
 
 
 def flagfile_text() -> str:
