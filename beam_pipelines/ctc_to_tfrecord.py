@@ -173,7 +173,7 @@ def convert_frame(frame: ctc.Frame, mask_path: str, truth: str, settings: Settin
             f"{mask_path}: mask is {labels.shape[0]} x {labels.shape[1]} but its frame "
             f"{frame.image} is {raw.shape[0]} x {raw.shape[1]}",
         )
-    if labels.size and (labels.min() < 0 or labels.max() > 65535):
+    if not preprocess.labels_fit(labels):
         raise BadInput(mask_path, f"{mask_path}: labels outside 0..65535")
     image, intensities = preprocess.percentile_stretch(raw, *settings.percentiles)
     weights = preprocess.border_weight_map(labels, settings.w0, settings.sigma) if settings.weight_map else None

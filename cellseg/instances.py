@@ -28,7 +28,7 @@ import numpy as np
 from scipy import ndimage
 from skimage import morphology, segmentation
 
-from cellseg import scores, targets
+from cellseg import preprocess, scores, targets
 
 MIN_SIZE_FRACTIONS = (0.0, 0.1, 0.25, 0.5)  # of the median reference object area
 
@@ -140,7 +140,7 @@ def seeded_watershed(surface: np.ndarray, seeds: np.ndarray, mask: np.ndarray, m
     if fill_holes:
         labels = _fill_holes(labels)
     relabelled, _, _ = segmentation.relabel_sequential(labels)
-    if relabelled.max() > np.iinfo(np.uint16).max:
+    if not preprocess.labels_fit(relabelled):
         raise ValueError(f"{relabelled.max()} objects do not fit uint16 labels")
     return relabelled.astype(np.uint16)
 

@@ -1,4 +1,4 @@
-"""Per-frame preprocessing in numpy: intensity stretch, binary masks, border weights.
+"""Per-frame preprocessing in numpy: intensity stretch, class weights, border weights, the label range.
 
 The converter runs these once per frame; prediction calls the same functions, so
 training and inference see identically normalised images.
@@ -35,9 +35,13 @@ def percentile_stretch(
     return stretched, (float(lo), float(hi))
 
 
-def binarize(labels: np.ndarray) -> np.ndarray:
-    """Foreground (any cell) as 1, background as 0, uint8."""
-    return (np.asarray(labels) > 0).astype(np.uint8)
+MAX_LABEL = np.iinfo(np.uint16).max  # CTC masks are uint16: 65535 objects per frame at most
+
+
+def labels_fit(labels: np.ndarray) -> bool:
+    """Whether instance labels fit a CTC mask: integers in 0..MAX_LABEL."""
+    labels = np.asarray(labels)
+    return not labels.size or (labels.min() >= 0 and labels.max() <= MAX_LABEL)
 
 
 def balanced_class_weights(foreground_fraction: float) -> tuple[float, float]:

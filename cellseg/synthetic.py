@@ -361,10 +361,6 @@ def silver(rng, labels: np.ndarray) -> np.ndarray:
 # --- the dataset on disk --------------------------------------------------------
 
 
-def default_name(kind: str) -> str:
-    return {"fluo": "Fluo-N2DH-SYNTH", "phc": "PhC-C2DL-SYNTH"}[kind]
-
-
 def write_dataset(output_dir: str | os.PathLike, config: Config, progress=None) -> ctc.Layout:
     """Write a synthetic dataset in CTC layout under `output_dir`; returns its discovered layout.
 

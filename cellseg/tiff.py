@@ -15,7 +15,7 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.io import MemoryFile
 
-from cellseg import errors
+from cellseg import errors, preprocess
 
 # Microscopy TIFFs carry no map coordinates; rasterio warns about that on every
 # file. That warning class alone is silenced, process-wide: a catch_warnings()
@@ -77,7 +77,7 @@ def write(path: str | os.PathLike, array: np.ndarray) -> None:
 def write_labels(path: str | os.PathLike, labels: np.ndarray) -> None:
     """Write instance labels as a uint16 TIFF (the CTC mask format)."""
     labels = np.asarray(labels)
-    if labels.size and (labels.min() < 0 or labels.max() > np.iinfo(np.uint16).max):
+    if not preprocess.labels_fit(labels):
         raise ValueError(f"{os.fspath(path)}: labels outside 0..65535 do not fit a uint16 mask")
     write(path, labels.astype(np.uint16))
 

@@ -1,4 +1,12 @@
-# Sourced by the cluster conversion scripts: the wheel that the workers install (--extra_package).
+# Sourced by the cluster conversion scripts: their two paths, and the wheel that the workers install (--extra_package).
+
+paths_and_wheel() {  # paths_and_wheel "USAGE" ARGS...: INPUT and OUTPUT from the first two, REST the others; build the wheel
+  local text="$1"; shift
+  [[ $# -ge 2 && "$1" != -* && "$2" != -* ]] || usage "$text"
+  INPUT="$1"; OUTPUT="$2"; shift 2
+  REST=("$@")
+  wheel
+}
 
 wheel() {  # build dist/cellseg-<version>-py3-none-any.whl from this checkout (or take $WHEEL, when it exists)
   if [[ -n "${WHEEL:-}" && -f "$WHEEL" ]]; then return; fi

@@ -7,8 +7,6 @@ set -euo pipefail
 source "$(dirname "$0")/_common.sh"
 source "$(dirname "$0")/_cluster.sh"
 set -- "${ARGS[@]+"${ARGS[@]}"}"
-[[ $# -ge 2 && "$1" != -* && "$2" != -* ]] || usage "$0 gs://INPUT gs://OUTPUT --project=P --region=R [flags...] [--dry_run]"
-input="$1"; output="$2"; shift 2
-wheel
-run "${CELLSEG_BIN}cellseg-convert" --input_dir="$input" --output_dir="$output" \
-  --runner=DataflowRunner --temp_location="${output%/}/tmp" --extra_package="$WHEEL" "$@"
+paths_and_wheel "$0 gs://INPUT gs://OUTPUT --project=P --region=R [flags...] [--dry_run]" "$@"
+run "${CELLSEG_BIN}cellseg-convert" --input_dir="$INPUT" --output_dir="$OUTPUT" \
+  --runner=DataflowRunner --temp_location="${OUTPUT%/}/tmp" --extra_package="$WHEEL" "${REST[@]+"${REST[@]}"}"

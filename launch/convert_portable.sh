@@ -10,11 +10,9 @@ set -euo pipefail
 source "$(dirname "$0")/_common.sh"
 source "$(dirname "$0")/_cluster.sh"
 set -- "${ARGS[@]+"${ARGS[@]}"}"
-[[ $# -ge 2 && "$1" != -* && "$2" != -* ]] || usage "$0 INPUT OUTPUT [--job_endpoint=HOST:8099] [flags...] [--dry_run]"
-input="$1"; output="$2"; shift 2
+paths_and_wheel "$0 INPUT OUTPUT [--job_endpoint=HOST:8099] [flags...] [--dry_run]" "$@"
 environment=(--environment_type="${ENVIRONMENT_TYPE:-DOCKER}")
 [[ -z "${ENVIRONMENT_CONFIG:-}" ]] || environment+=(--environment_config="$ENVIRONMENT_CONFIG")
-wheel
-run "${CELLSEG_BIN}cellseg-convert" --input_dir="$input" --output_dir="$output" \
+run "${CELLSEG_BIN}cellseg-convert" --input_dir="$INPUT" --output_dir="$OUTPUT" \
   --runner=PortableRunner --job_endpoint="${JOB_ENDPOINT:-localhost:8099}" "${environment[@]}" \
-  --extra_package="$WHEEL" "$@"
+  --extra_package="$WHEEL" "${REST[@]+"${REST[@]}"}"

@@ -6,9 +6,7 @@ set -euo pipefail
 source "$(dirname "$0")/_common.sh"
 source "$(dirname "$0")/_cluster.sh"
 set -- "${ARGS[@]+"${ARGS[@]}"}"
-[[ $# -ge 2 && "$1" != -* && "$2" != -* ]] || usage "$0 INPUT OUTPUT [--spark_master_url=spark://HOST:7077] [flags...] [--dry_run]"
-input="$1"; output="$2"; shift 2
-wheel
-run "${CELLSEG_BIN}cellseg-convert" --input_dir="$input" --output_dir="$output" \
+paths_and_wheel "$0 INPUT OUTPUT [--spark_master_url=spark://HOST:7077] [flags...] [--dry_run]" "$@"
+run "${CELLSEG_BIN}cellseg-convert" --input_dir="$INPUT" --output_dir="$OUTPUT" \
   --runner=SparkRunner --spark_master_url="${SPARK_MASTER:-spark://localhost:7077}" --environment_type=DOCKER \
-  --extra_package="$WHEEL" "$@"
+  --extra_package="$WHEEL" "${REST[@]+"${REST[@]}"}"

@@ -33,10 +33,11 @@ def test_flat_image_stretches_to_zeros_and_bad_percentiles_raise():
         preprocess.percentile_stretch(np.zeros((2, 2)), 98, 2)
 
 
-def test_binarize_and_foreground_fraction():
+def test_foreground_fraction_and_the_label_range_of_a_mask():
     labels = np.array([[0, 3], [65535, 0]], np.uint16)
-    np.testing.assert_array_equal(preprocess.binarize(labels), [[0, 1], [1, 0]])
     assert preprocess.foreground_fraction(labels) == 0.5
+    assert preprocess.labels_fit(labels) and preprocess.labels_fit(np.zeros((0, 0), np.int64))
+    assert not preprocess.labels_fit(np.array([[-1]])) and not preprocess.labels_fit(np.array([[65536]]))
 
 
 def test_balanced_class_weights_give_each_class_half():
