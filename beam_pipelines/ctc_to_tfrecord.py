@@ -15,6 +15,7 @@ every argument it does not know to Beam's PipelineOptions (--runner,
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import datetime
 import hashlib
@@ -29,7 +30,8 @@ import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, PrismRunnerOptions, StandardOptions
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 import cellseg
 from cellseg import ctc, errors, preprocess, schema, targets, tiff
@@ -422,9 +424,6 @@ def local_runner(options: PipelineOptions):
     and --direct_num_workers, so a local conversion never needs the internet.
     Pass --prism_location to use Prism.
     """
-    from apache_beam.options.pipeline_options import PrismRunnerOptions, StandardOptions
-    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-
     runner = options.view_as(StandardOptions).runner
     if runner in (None, "DirectRunner") and not options.view_as(PrismRunnerOptions).prism_location:
         return FnApiRunner()
@@ -460,8 +459,6 @@ def _join(directory: str, name: str) -> str:
 
 def unknown_beam_args(args: list[str]) -> list[str]:
     """The arguments that no Beam PipelineOptions class knows (Beam itself would drop them with a warning)."""
-    import argparse
-
     parser = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
     seen = set()
     for cls in PipelineOptions.__subclasses__():

@@ -14,7 +14,7 @@ import signal
 import keras
 import tensorflow as tf
 
-from cellseg import data, targets
+from cellseg import data, target_ops
 
 
 class ValidationImages(keras.callbacks.Callback):
@@ -33,8 +33,8 @@ class ValidationImages(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         target = self.model.target
-        outputs = targets.activate(target, self.model(self.images, training=False))
-        truth, predicted = targets.picture(target, self.model.pack(self.labels, self.maps), outputs)
+        outputs = target_ops.activate(target, self.model(self.images, training=False))
+        truth, predicted = target_ops.picture(target, self.model.pack(self.labels, self.maps), outputs)
         panels = tf.concat([self.images, truth, predicted], axis=2)  # side by side
         with self.writer.as_default():
             tf.summary.image("validation: image | target | prediction", panels, step=epoch,

@@ -129,7 +129,7 @@ def training_dataset(
     return batches.with_options(options)
 
 
-PADDING_LABEL = -1  # the labels of a padding tile: `targets.pack` gives it weight 0, so nothing counts it
+PADDING_LABEL = -1  # the labels of a padding tile: `target_ops.pack` gives it weight 0, so nothing counts it
 
 
 def validation_dataset(records: Records, patch_size: int, batch_size: int, distances: bool = False,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+from skimage import filters
 
 from cellseg import ctc, instances, preprocess, scores, tiff
 
@@ -32,8 +33,6 @@ def score(pairs) -> dict:
 
 def otsu_labels(raw: np.ndarray, seed_height: float = 2.0, min_size: int = 10) -> np.ndarray:
     """The classical baseline: Otsu's threshold of the stretched frame, then a distance-transform watershed."""
-    from skimage import filters
-
     image, _ = preprocess.percentile_stretch(raw)
     mask = image > filters.threshold_otsu(image)
     if mask.mean() > 0.5:  # dark cells on a bright background

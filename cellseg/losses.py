@@ -1,7 +1,7 @@
 """Training losses with per-pixel weights, for each target of `cellseg.targets`.
 
 The target `y_true` packs the mask, the weights and the target's own channels
-(`targets.pack`: `[..., 0]` mask in {0, 1}, `[..., 1]` weight, then the class id
+(`target_ops.pack`: `[..., 0]` mask in {0, 1}, `[..., 1]` weight, then the class id
 or the two distance maps), so Keras' loss plumbing (and its scaling under
 tf.distribute) carries the weight map with the target.
 
@@ -26,7 +26,7 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from cellseg import targets
+from cellseg import target_ops, targets
 
 KINDS = ("bce_tversky", "bce", "dice", "tversky")
 
@@ -83,7 +83,7 @@ def tversky(mask, probabilities, alpha: float = 0.3, beta: float = 0.7, smooth: 
 class SegmentationLoss(keras.losses.Loss):
     """`kind`: bce_tversky (default), bce, dice or tversky (cross-entropy and overlap
     terms; a distance target has its regression loss whatever the kind);
-    `y_true` is `targets.pack`'s [..., K]."""
+    `y_true` is `target_ops.pack`'s [..., K]."""
 
     def __init__(self, kind: str = "bce_tversky", alpha: float = 0.3, beta: float = 0.7,
                  bce_weight: float = 1.0, overlap_weight: float = 1.0, target: str = targets.DEFAULT,
@@ -127,7 +127,7 @@ class SegmentationLoss(keras.losses.Loss):
             loss += self.bce_weight * cross_entropy
         alpha, beta = (0.5, 0.5) if self.kind == "dice" else (self.alpha, self.beta)
         if self.kind != "bce":
-            counted = targets.counted(y_true)
+            counted = target_ops.counted(y_true)
             for truth, probabilities in pairs:
                 loss += self.overlap_weight * tversky(truth, probabilities, alpha, beta, counted=counted)
         return loss

@@ -2,7 +2,7 @@
 
 Each metric sums true/false positives and negatives over every pixel it sees
 (the mask is `y_true[..., 0]`; a pixel is predicted a cell where the target's
-`targets.cell_score` of the network's outputs exceeds `threshold`, by default
+`target_ops.cell_score` of the network's outputs exceeds `threshold`, by default
 the target's `metric_threshold` in `targets.TABLE`), so an epoch's Dice is the Dice of all
 its pixels, not a mean of per-batch values. Pixels of weight 0 (`y_true[..., 1]`,
 the padding of the last validation batch) are not counted. The scores are
@@ -15,7 +15,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from cellseg import scores, targets
+from cellseg import scores, target_ops, targets
 
 KINDS = tuple(scores.PIXEL_RATIOS)
 
@@ -37,8 +37,8 @@ class PixelMetric(keras.metrics.Metric):
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_true = tf.cast(y_true, tf.float32)
         truth = y_true[..., 0:1] > 0.5
-        predicted = targets.cell_score(self.target, targets.activate(self.target, y_pred)) > self.threshold
-        counted = targets.counted(y_true)  # padding tiles count nowhere
+        predicted = target_ops.cell_score(self.target, target_ops.activate(self.target, y_pred)) > self.threshold
+        counted = target_ops.counted(y_true)  # padding tiles count nowhere
         count = lambda a, b: tf.reduce_sum(tf.cast(tf.logical_and(a, b), tf.float32) * counted)  # noqa: E731
         self.counts.assign_add(tf.stack([
             count(truth, predicted),

@@ -20,7 +20,7 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from cellseg import augment, data, distribute, model, targets
+from cellseg import augment, data, distribute, model, target_ops, targets
 
 
 def unet_of(architecture: dict, target: str, size: int | None = None) -> keras.Model:
@@ -35,7 +35,7 @@ class Segmenter(keras.Model):
     """A U-Net whose training step augments each replica's batch on its device.
 
     Batches are (image, labels, maps) (`cellseg.data`); after augmentation the
-    target reaches the loss and the metrics as `targets.pack`'s channels. The
+    target reaches the loss and the metrics as `target_ops.pack`'s channels. The
     network has one output channel per channel of its `target`.
     """
 
@@ -79,7 +79,7 @@ class Segmenter(keras.Model):
 
     def pack(self, labels, maps):
         """`y_true` of the loss and metrics from (augmented) labels and maps."""
-        return targets.pack(self.target, labels, maps, self.class_weights)
+        return target_ops.pack(self.target, labels, maps, self.class_weights)
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Keras builds the loss and metrics from the first batch's shapes. It would
@@ -117,7 +117,7 @@ class Segmenter(keras.Model):
 
 
 def output_model(segmenter: Segmenter, size: int | None = None) -> keras.Model:
-    """The U-Net with its target's activation on top (`targets.activate`), optionally for `size` x `size` inputs.
+    """The U-Net with its target's activation on top (`target_ops.activate`), optionally for `size` x `size` inputs.
 
     Outputs: the cell probability (binary), the background / interior / boundary
     probabilities (three_class), or the cell and neighbour distances (distance).

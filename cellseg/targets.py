@@ -14,12 +14,14 @@ Three targets, chosen by `cellseg-train --target`:
   is: 1 next to it, falling to 0 one typical cell radius away, cubed and
   smoothed), highest in the gaps and contacts between cells.
 
-Binary and three-class targets are computed in TensorFlow on the device from
-the augmented labels (`classes`), so they stay exact after elastic warping. The
-distance maps need per-cell distance transforms: the converter computes them
-once per frame in numpy (`distance_maps`), and augmentation warps them with
-the image's grid. `three_class_numpy` is the numpy twin of `classes`, for the
-converter's statistics and for tests.
+`TABLE` is the one description of each target; nothing else compares target
+names. Binary and three-class targets are computed in TensorFlow on the device
+from the augmented labels (`cellseg.target_ops`), so they stay exact after
+elastic warping. The distance maps need per-cell distance transforms: the
+converter computes them once per frame in numpy (`distance_maps`), and
+augmentation warps them with the image's grid. `three_class_numpy` is the numpy
+twin of `target_ops.classes`, for the converter's statistics and for tests.
+This module loads no TensorFlow.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import math
 
 import numpy as np
 from scipy import ndimage
+from skimage import segmentation
 
 from cellseg import preprocess
 
@@ -100,8 +103,6 @@ def check(name: str) -> str:
 
 def three_class_numpy(labels: np.ndarray) -> np.ndarray:
     """Background 0 / interior 1 / boundary 2 (uint8) of a 2-D label image."""
-    from skimage import segmentation
-
     labels = np.asarray(labels)
     boundary = segmentation.find_boundaries(labels, mode="inner")
     return np.where(labels > 0, np.where(boundary, BOUNDARY, INTERIOR), BACKGROUND).astype(np.uint8)
@@ -147,92 +148,3 @@ def distance_maps(labels: np.ndarray, radius: float | None = None) -> tuple[np.n
     closeness = np.clip(1.0 - second / radius, 0.0, 1.0) ** 3
     neighbour = ndimage.gaussian_filter(closeness, NEIGHBOUR_SMOOTHING) if closeness.any() else closeness
     return cell, np.clip(neighbour, 0.0, 1.0).astype(np.float32)
-
-
-# --- TensorFlow (on the device, after augmentation) -------------------------------------
-
-
-def inner_boundaries(labels):
-    """Cell pixels whose 4-neighbourhood holds another label; `labels` [B, H, W, 1] integer.
-
-    Equals scikit-image's `find_boundaries(labels, mode="inner")` per sample
-    (edges of the frame mirror, so a cell cut by the border has no boundary there).
-    """
-    import tensorflow as tf
-
-    padded = tf.pad(labels, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
-    neighbours = (padded[:, :-2, 1:-1], padded[:, 2:, 1:-1], padded[:, 1:-1, :-2], padded[:, 1:-1, 2:])
-    differs = tf.reduce_any(tf.stack([n != labels for n in neighbours]), axis=0)
-    return tf.logical_and(differs, labels != 0)
-
-
-def classes(labels):
-    """Background 0 / interior 1 / boundary 2 (int32 [B, H, W, 1]) from instance labels."""
-    import tensorflow as tf
-
-    labels = tf.cast(labels, tf.int32)
-    cell = tf.cast(labels > 0, tf.int32)
-    return cell + tf.cast(inner_boundaries(labels), tf.int32)
-
-
-def pack(target: str, labels, maps, class_weights):
-    """`y_true` of the loss and metrics, [B, H, W, K] float32, from augmented labels and maps.
-
-    Channel 0 is the cell mask and channel 1 the per-pixel loss weight (class
-    weight plus the border term on background) for every target; then the
-    target's own channels: the class id (three_class), or the cell and neighbour
-    distances (distance, from `maps[..., 1:3]`). Negative labels mark padding
-    (`data.PADDING_LABEL`): weight 0, which the loss and the metrics skip.
-    """
-    import tensorflow as tf
-
-    labels = tf.cast(labels, tf.int32)
-    cell = labels > 0
-    border = maps[..., 0:1]
-    mask = tf.cast(cell, tf.float32)
-    row = get(target)
-    if len(row.class_names) > 2:
-        ids = classes(labels)
-        weights = tf.gather(tf.constant(class_weights, tf.float32), ids) + tf.where(ids == BACKGROUND, border, 0.0)
-        weights = tf.where(labels < 0, 0.0, weights)
-        return tf.concat([mask, weights, tf.cast(ids, tf.float32)], axis=-1)
-    background, foreground = class_weights
-    weights = tf.where(labels < 0, 0.0, tf.where(cell, foreground, background + border))
-    if row.distances:
-        return tf.concat([mask, weights, maps[..., 1:3]], axis=-1)
-    return tf.concat([mask, weights], axis=-1)
-
-
-def activate(target: str, logits):
-    """Network outputs from logits: sigmoid (binary), softmax (three_class), identity (distance)."""
-    import keras
-    import tensorflow as tf
-
-    return keras.activations.get(get(target).activation)(tf.cast(logits, tf.float32))
-
-
-def counted(y_true):
-    """[..., 1] float: 1 where a pixel of `pack`'s `y_true` counts (weight above 0), 0 on padding."""
-    import tensorflow as tf
-
-    return tf.cast(y_true[..., 1:2] > 0, tf.float32)
-
-
-def cell_score(target: str, outputs):
-    """[..., 1] score that is above the target's `metric_threshold` on cells: P(cell), or the cell distance."""
-    if get(target).activation == "softmax":
-        return 1.0 - outputs[..., 0:1]
-    return outputs[..., 0:1]
-
-
-def picture(target: str, y_true, outputs):
-    """(target, prediction) as [B, H, W, 1] images in [0, 1] for TensorBoard."""
-    import tensorflow as tf
-
-    row = get(target)
-    if row.activation == "softmax":
-        predicted = tf.cast(tf.argmax(outputs, axis=-1)[..., None], tf.float32)
-        return y_true[..., 2:3] / 2.0, predicted / 2.0
-    if row.distances:
-        return y_true[..., 2:3], tf.clip_by_value(outputs[..., 0:1], 0.0, 1.0)
-    return y_true[..., 0:1], tf.cast(outputs > row.metric_threshold, tf.float32)

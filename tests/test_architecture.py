@@ -97,3 +97,14 @@ def test_scoring_tiling_and_instances_load_no_tensorflow():
                                 "from cellseg.cli import evaluate\ntry:\n    evaluate.run()\nexcept SystemExit:\n"
                                 "    pass\nprint('tensorflow' in sys.modules)"], capture_output=True, text=True, cwd=ROOT)
     assert "--pred" in help_text.stdout and help_text.stdout.split()[-1] == "False", help_text.stderr[-2000:]
+
+
+def test_no_module_imports_inside_a_function():
+    # Imports at the top say what a module needs; one inside a function hides a dependency (or a cycle).
+    hidden = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(open(path).read())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                hidden += [f"{name}.{node.name}" for inner in ast.walk(node)
+                           if isinstance(inner, (ast.Import, ast.ImportFrom))]
+    assert hidden == []

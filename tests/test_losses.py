@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cellseg import losses, preprocess
+from cellseg import losses, preprocess, target_ops
 
 
 def numpy_bce(mask, logits):
@@ -25,7 +25,7 @@ def test_weighted_bce_and_tversky_match_numpy():
 
 
 def packed(mask, weights):
-    """A binary target's `y_true` (targets.pack): mask and weights as two channels."""
+    """A binary target's `y_true` (target_ops.pack): mask and weights as two channels."""
     return tf.constant(np.concatenate([mask, np.broadcast_to(weights, mask.shape)], -1), tf.float32)
 
 

@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 from skimage import segmentation
 
-from cellseg import augment, losses, metrics, synthetic, targets
+from cellseg import augment, losses, metrics, synthetic, target_ops, targets
 
 
 def two_touching_squares():
@@ -26,14 +26,14 @@ def test_two_touching_squares_have_boundary_along_their_edges_and_interior_insid
     expected[3:7, 9:13] = targets.INTERIOR
     np.testing.assert_array_equal(targets.three_class_numpy(labels), expected)
     assert (expected[3:7, 7:9] == targets.BOUNDARY).all()  # the shared edge: a pixel of each cell
-    on_device = targets.classes(tf.constant(labels[None, ..., None]))[0, ..., 0].numpy()
+    on_device = target_ops.classes(tf.constant(labels[None, ..., None]))[0, ..., 0].numpy()
     np.testing.assert_array_equal(on_device, expected)
 
 
 def test_a_cell_cut_by_the_frame_edge_has_no_boundary_there():
     labels = np.zeros((8, 8), np.int32)
     labels[:, :3] = 5
-    classes = targets.classes(tf.constant(labels[None, ..., None]))[0, ..., 0].numpy()
+    classes = target_ops.classes(tf.constant(labels[None, ..., None]))[0, ..., 0].numpy()
     np.testing.assert_array_equal(classes[:, 2], targets.BOUNDARY)
     np.testing.assert_array_equal(classes[:, :2], targets.INTERIOR)
 
@@ -47,7 +47,7 @@ def test_device_boundaries_of_augmented_labels_equal_scikit_image():
     _, warped, _ = augment.augment(image, tf.constant(labels), image, tf.constant([4, 2]), config)
     warped = warped.numpy()
     assert not np.array_equal(warped, labels)  # augmentation did move things
-    on_device = targets.classes(tf.constant(warped)).numpy()
+    on_device = target_ops.classes(tf.constant(warped)).numpy()
     for sample, classes in zip(warped[..., 0], on_device[..., 0]):
         expected = np.where(sample > 0, np.where(segmentation.find_boundaries(sample, mode="inner"), 2, 1), 0)
         np.testing.assert_array_equal(classes, expected)
@@ -82,15 +82,15 @@ def test_pack_weights_each_class_and_adds_the_border_term_on_background():
     border = np.where(labels == 0, 0.5, 0.0).astype(np.float32)
     cell, neighbour = targets.distance_maps(labels[0, ..., 0])
     maps = np.concatenate([border, cell[None, ..., None], neighbour[None, ..., None]], axis=-1)
-    three = targets.pack("three_class", labels, maps, (0.2, 1.0, 3.0)).numpy()[0]
+    three = target_ops.pack("three_class", labels, maps, (0.2, 1.0, 3.0)).numpy()[0]
     classes = targets.three_class_numpy(labels[0, ..., 0])
     np.testing.assert_array_equal(three[..., 0], labels[0, ..., 0] > 0)
     np.testing.assert_allclose(three[..., 1], np.choose(classes, [0.7, 1.0, 3.0]))
     np.testing.assert_array_equal(three[..., 2], classes)
-    binary = targets.pack("binary", labels, maps[..., :1], (0.2, 4.0)).numpy()[0]
+    binary = target_ops.pack("binary", labels, maps[..., :1], (0.2, 4.0)).numpy()[0]
     np.testing.assert_allclose(binary[..., 1], np.where(labels[0, ..., 0] > 0, 4.0, 0.7))
     assert binary.shape[-1] == 2
-    distance = targets.pack("distance", labels, maps, (0.2, 4.0)).numpy()[0]
+    distance = target_ops.pack("distance", labels, maps, (0.2, 4.0)).numpy()[0]
     np.testing.assert_allclose(distance[..., 2], cell)
     np.testing.assert_allclose(distance[..., 3], neighbour)
 

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
-from cellseg import callbacks, data, distribute, evaluate, run_folder, segmenter, targets, training
+from cellseg import callbacks, data, distribute, evaluate, run_folder, segmenter, target_ops, training
 
 TINY = dict(patch_size=32, base_filters=4, depth=2, per_replica_batch_size=4, steps_per_epoch=4,
             learning_rate=1e-2, validation_images=2, seed=1, tune_postprocessing=False)
@@ -54,13 +54,13 @@ def test_checkpoint_and_export_predict_the_same(run, fluo_records):
     assert isinstance(best, segmenter.Segmenter)
     images = next(iter(data.validation_dataset(data.open_records(fluo_records), 32, 4)))[0]
     assert best.target == cfg.target == "three_class"  # the default
-    from_checkpoint = targets.activate(best.target, best(images, training=False)).numpy()
+    from_checkpoint = target_ops.activate(best.target, best(images, training=False)).numpy()
     assert from_checkpoint.shape == (4, 32, 32, 3)
     np.testing.assert_allclose(from_checkpoint.sum(-1), 1.0, rtol=1e-5)
     exported = tf.saved_model.load(os.path.join(cfg.model_dir, "export"))
     np.testing.assert_allclose(exported.serve(images).numpy(), from_checkpoint, atol=1e-5)
     again = keras.models.load_model(os.path.join(cfg.model_dir, "checkpoints", "best.keras"))
-    np.testing.assert_array_equal(targets.activate(again.target, again(images, training=False)).numpy(),
+    np.testing.assert_array_equal(target_ops.activate(again.target, again(images, training=False)).numpy(),
                                   from_checkpoint)
 
 
