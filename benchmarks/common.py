@@ -14,6 +14,10 @@ import os
 import platform
 import re
 
+import tensorflow as tf
+
+from formats import FORMATS
+
 SCRATCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scratch")
 
 
@@ -31,8 +35,6 @@ def cpu_model() -> str:
 
 def gpu_names() -> list[str]:
     """Names of the GPUs TensorFlow sees; empty on a machine without one."""
-    import tensorflow as tf
-
     return [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
             for gpu in tf.config.list_physical_devices("GPU")]
 
@@ -48,8 +50,6 @@ def slug(gpus: list[str]) -> str:
 
 
 def machine() -> dict:
-    import tensorflow as tf
-
     gpus = gpu_names()
     return {"slug": slug(gpus), "host": platform.node(), "cpu": cpu_model(), "cores": os.cpu_count(),
             "arch": platform.machine(), "gpus": gpus, "tensorflow": tf.__version__,
@@ -64,10 +64,8 @@ def device(info: dict, cpu_only: bool = False) -> str:
 
 
 def show(name: str, result: dict) -> None:
-    """Print a benchmark's result as the report formats it (`report.FORMATS[name]`)."""
-    import report
-
-    caption, body = report.FORMATS[name](result)
+    """Print a benchmark's result as the report formats it (`formats.FORMATS[name]`)."""
+    caption, body = FORMATS[name](result)
     print(f"\n{caption}\n\n{body}")
 
 

@@ -108,3 +108,19 @@ def test_no_module_imports_inside_a_function():
                 hidden += [f"{name}.{node.name}" for inner in ast.walk(node)
                            if isinstance(inner, (ast.Import, ast.ImportFrom))]
     assert hidden == []
+
+
+def test_the_benchmarks_import_each_other_one_way():
+    folder = os.path.join(ROOT, "benchmarks")
+    scripts = {name[:-3] for name in os.listdir(folder) if name.endswith(".py")}
+    graph = {}
+    for name in scripts:
+        found = set()
+        for node in ast.walk(ast.parse(open(os.path.join(folder, f"{name}.py")).read())):
+            if isinstance(node, ast.Import):
+                found |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                found.add(node.module)
+        graph[name] = found & scripts - {name}
+    assert {"common", "formats", "report"} <= graph.keys() and "formats" in graph["common"]
+    assert cycles(graph) == []
