@@ -13,12 +13,13 @@ DEMO_RECORDS ?= records/$(DEMO_NAME)
 DEMO_RUN ?= runs/demo-$(DEMO_KIND)
 DEMO_TARGET ?=
 
-.PHONY: help test demo bench compare-targets clean
+.PHONY: help test demo bench quality compare-targets clean
 
 help:
 	@echo "make demo   synthesise a CTC dataset, convert, train, predict the held-out sequence, evaluate (DEMO_KIND=fluo|phc)"
 	@echo "make test   run the test suite"
 	@echo "make bench  run the benchmarks (conversion, input pipeline, training step, inference, memory); report in benchmarks/results/"
+	@echo "make quality  cellseg's default against a plain U-Net recipe and Otsu on synthetic and real data; table in benchmarks/results/"
 	@echo "make compare-targets  train binary, three_class and distance on crowded synthetic cells; table in docs/TARGETS.md"
 	@echo "make clean  remove generated data, records and runs (keeps .venv)"
 
@@ -62,6 +63,9 @@ bench: $(INSTALLED)
 	done; \
 	$(BIN)/python benchmarks/report.py --bench_started=$$start || exit 1; \
 	echo "make bench: $$(( $$(date +%s) - start )) s wall time"
+
+quality: $(INSTALLED)
+	$(BIN)/python benchmarks/quality.py
 
 compare-targets: $(INSTALLED)
 	$(BIN)/python benchmarks/compare_targets.py

@@ -41,15 +41,16 @@ class Records:
     def compression(self) -> str:
         return "GZIP" if self.description["shards"]["compression"] == "gzip" else ""
 
-    def class_weights(self, target: str) -> tuple[float, ...]:
-        """Balanced weights per class of `target` from the training split's class fractions.
+    def class_weights(self, target: str, power: float = preprocess.CLASS_WEIGHT_POWER) -> tuple[float, ...]:
+        """Weights per class of `target` from the training split's class fractions (`preprocess.softened_weights`).
 
         (background, cell) for binary and distance targets; (background,
         interior, boundary) for three_class.
         """
         if len(targets.get(target).class_names) > 2:
-            return preprocess.balanced_weights(self.description["class_fractions"])
-        return preprocess.balanced_class_weights(self.description["foreground_fraction"] or 0.5)
+            return preprocess.softened_weights(self.description["class_fractions"], power)
+        foreground = self.description["foreground_fraction"] or 0.5
+        return preprocess.softened_weights([1.0 - foreground, foreground], power)
 
     @property
     def has_distances(self) -> bool:

@@ -30,7 +30,9 @@ from skimage import morphology, segmentation
 
 from cellseg import preprocess, scores, targets
 
-MIN_SIZE_FRACTIONS = (0.0, 0.1, 0.25, 0.5)  # of the median reference object area
+# Of the median reference object area. Half the median (tried before) dropped the small cells of
+# held-out frames: synthetic fluorescence SEG 0.853 with 217 px against 0.925 with 92 px.
+MIN_SIZE_FRACTIONS = (0.0, 0.1, 0.25)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -186,14 +186,17 @@ def check_writable(folder: str) -> None:
 
 def run_prediction(source: str, model_path: str, output_dir: str, tile: int = tiling.DEFAULT_TILE,
                    overlap: int = tiling.DEFAULT_OVERLAP, overrides: dict | None = None, overlays: bool = False,
-                   progress=None) -> dict:
+                   progress=None, tta: bool = True) -> dict:
     """Segment every frame of `source` into `output_dir`; returns counts, the settings and the frames that failed.
 
-    `overrides` replace the tuned post-processing thresholds (see `postprocess_settings`).
+    `overrides` replace the tuned post-processing thresholds (see `postprocess_settings`); `tta`
+    averages the network's outputs over the 8 flips and quarter turns of each tile.
     """
     frames = list_frames(source)
     check_writable(output_dir)
     model = load_model(model_path, tile)
+    if tta:
+        model = dataclasses.replace(model, predict=tiling.averaged_over_symmetries(model.predict))
     settings = postprocess_settings(model, overrides)
     rows, failed = [], []
     for done, (name, path) in enumerate(frames, start=1):

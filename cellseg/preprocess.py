@@ -54,6 +54,23 @@ def balanced_class_weights(foreground_fraction: float) -> tuple[float, float]:
     return balanced_weights([1.0 - fraction, fraction])
 
 
+# How far the class weights go towards balance: 1 is fully balanced (each class weighs the same in
+# the loss), 0 is unweighted. Fully balanced weights made thin boundary classes weigh 30-40 times the
+# background, and networks painted cells too fat (benchmarks/quality.py).
+CLASS_WEIGHT_POWER = 0.5
+
+
+def softened_weights(fractions, power: float = CLASS_WEIGHT_POWER) -> tuple[float, ...]:
+    """Per-class weights proportional to `fraction ** -power`, scaled so the mean weight over all pixels is 1.
+
+    `power` 1 gives `balanced_weights`; 0.5 (the default) their square root, rescaled.
+    """
+    fractions = [max(float(f), 1e-6) for f in fractions]
+    raw = [f**-power for f in fractions]
+    scale = sum(f * r for f, r in zip(fractions, raw))
+    return tuple(r / scale for r in raw)
+
+
 def balanced_weights(fractions) -> tuple[float, ...]:
     """Per-class weights `1 / (K f_c)` under which each of the K classes weighs 1/K of the loss."""
     fractions = [max(float(f), 1e-6) for f in fractions]

@@ -17,7 +17,8 @@ import sys
 
 import keras
 
-from cellseg import augment, callbacks, data, distribute, losses, metrics, model, run_folder, segmenter, targets, tuning
+from cellseg import (augment, callbacks, data, distribute, losses, metrics, model, preprocess, run_folder, segmenter,
+                     targets, tuning)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Config:
     steps_per_epoch: int = 0  # 0: one pass over the training frames' patches
     per_replica_batch_size: int = 8
     learning_rate: float = 1e-4
+    class_weight_power: float = preprocess.CLASS_WEIGHT_POWER
     seed: int = 0
     strategy: str = "auto"
     cpu_replicas: int = 0
@@ -115,7 +117,7 @@ def _fit(config: Config, strategy: tf.distribute.Strategy, chief: bool, extra_ca
     if distances and not records.has_distances:
         raise ValueError(f"{config.records_dir} holds no distance maps; convert again with "
                          "cellseg-convert --distance_maps, or train another --target")
-    class_weights = records.class_weights(config.target)
+    class_weights = records.class_weights(config.target, config.class_weight_power)
     names = targets.get(config.target).class_names
     log(f"target {config.target}; class weights: " + ", ".join(f"{n} {w:.3f}" for n, w in zip(names, class_weights))
         + f" (training foreground fraction {records.description['foreground_fraction']:.1%})")

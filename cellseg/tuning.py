@@ -17,12 +17,14 @@ def tune(trained: segmenter.Segmenter, records: data.Records, model_dir: str, lo
     """Choose the post-processing thresholds that maximise SEG on the whole validation frames.
 
     The frames are predicted as `cellseg-predict` does (overlap-tile at its
-    default tile size); the result goes to `postprocess.json`. Of more than
+    default tile size, test-time augmented); the result goes to `postprocess.json`. Of more than
     `TUNE_FRAMES` validation frames, every n-th is used (at most `TUNE_FRAMES`).
     """
     depth = trained.architecture["depth"]
     tile = -(-tiling.DEFAULT_TILE // 2**depth) * 2**depth
     network = segmenter.output_model(trained, tile)
+    # As cellseg-predict does by default: outputs averaged over the 8 flips and quarter turns.
+    predict_batch = tiling.averaged_over_symmetries(network.predict_on_batch)
     # At most TUNE_FRAMES frames, evenly spread: memory stays bounded on long sequences.
     count = records.description["counts"]["val"]
     stride = max(1, -(-count // TUNE_FRAMES))
@@ -31,13 +33,13 @@ def tune(trained: segmenter.Segmenter, records: data.Records, model_dir: str, lo
     for index, (image, labels) in enumerate(data.validation_frames(records)):
         if index % stride:
             continue
-        predicted = tiling.predict_outputs(network.predict_on_batch, image, tile, tiling.DEFAULT_OVERLAP)
+        predicted = tiling.predict_outputs(predict_batch, image, tile, tiling.DEFAULT_OVERLAP)
         outputs.append(predicted)
         references.append(labels)
         predicting(len(outputs), -(-count // stride))
     settings, seg = instances.tune(outputs, references, trained.target,
                                    progress=Progress("tuning post-processing on validation frames"))
-    tuned = {**settings.to_dict(), "seg": seg, "frames": len(outputs),
+    tuned = {**settings.to_dict(), "seg": seg, "tta": True, "frames": len(outputs),
              "objects": int(sum(len(np.unique(r[r > 0])) for r in references))}
     with open(os.path.join(model_dir, run_folder.POSTPROCESS), "w") as handle:
         json.dump(tuned, handle, indent=2)

@@ -22,12 +22,16 @@ def test_open_records_reads_description_and_class_weights(fluo_records):
     records = data.open_records(fluo_records)
     assert len(records.train) >= 1 and len(records.val) >= 1
     fraction = records.description["foreground_fraction"]
-    assert records.class_weights("binary") == pytest.approx((0.5 / (1 - fraction), 0.5 / fraction))
+    assert records.class_weights("binary", power=1.0) == pytest.approx((0.5 / (1 - fraction), 0.5 / fraction))
     assert records.class_weights("distance") == records.class_weights("binary")
     background, interior, boundary = records.description["class_fractions"]
     assert background + interior + boundary == pytest.approx(1.0) and boundary > 0
-    weights = records.class_weights("three_class")
+    weights = records.class_weights("three_class", power=1.0)
     assert weights == pytest.approx((1 / (3 * background), 1 / (3 * interior), 1 / (3 * boundary)))
+    # The default softens them: square roots of the balanced ones, mean 1 over the pixels.
+    roots = [w**0.5 for w in weights]
+    scale = sum(f * r for f, r in zip((background, interior, boundary), roots))
+    assert records.class_weights("three_class") == pytest.approx(tuple(r / scale for r in roots))
     assert records.has_distances
 
 

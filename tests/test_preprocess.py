@@ -40,6 +40,16 @@ def test_foreground_fraction_and_the_label_range_of_a_mask():
     assert not preprocess.labels_fit(np.array([[-1]])) and not preprocess.labels_fit(np.array([[65536]]))
 
 
+def test_softened_weights_keep_a_mean_of_one_and_take_the_power_of_the_ratios():
+    fractions = (0.86, 0.13, 0.01)
+    for power in (0.0, 0.5, 1.0):
+        weights = preprocess.softened_weights(fractions, power)
+        assert sum(f * w for f, w in zip(fractions, weights)) == pytest.approx(1.0)
+        assert weights[2] / weights[0] == pytest.approx((0.86 / 0.01) ** power)
+    assert preprocess.softened_weights(fractions, 1.0) == pytest.approx(preprocess.balanced_weights(fractions))
+    assert preprocess.softened_weights(fractions, 0.0) == pytest.approx((1.0, 1.0, 1.0))
+
+
 def test_balanced_class_weights_give_each_class_half():
     background, foreground = preprocess.balanced_class_weights(0.2)
     assert (background, foreground) == pytest.approx((0.625, 2.5))

@@ -35,6 +35,8 @@ HELP = {
     "batch_norm_momentum": ("Batch-norm moving-average momentum (0.9 settles within a few hundred steps).",
                             {"lower_bound": 0, "upper_bound": 1}),
     "learning_rate": ("Adam learning rate.", {"lower_bound": 0}),
+    "class_weight_power": ("Class weights: fraction ** -power, mean 1 over the pixels; 1 balances the classes "
+                           "fully, 0 weighs them alike.", {"lower_bound": 0}),
     "target": ("What the network learns: binary (cell / background), three_class (background / interior / "
                "boundary) or distance (cell and neighbour distance maps; needs records with distance maps).",
                {"enum_values": targets.TARGETS}),
