@@ -13,6 +13,8 @@ import json
 import os
 import platform
 import re
+import subprocess
+import sys
 
 import tensorflow as tf
 
@@ -81,3 +83,12 @@ def write(path: str, results: dict, cpu_only: bool = False) -> dict:
     with open(path, "w") as handle:
         json.dump(payload, handle, indent=2)
     return payload
+
+
+def tool(name: str, *args: str) -> str:
+    """Run a cellseg command of this environment and return what it printed; exit with its error when it fails."""
+    command = [os.path.join(os.path.dirname(sys.executable), name), *args]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode:
+        sys.exit(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
+    return result.stdout

@@ -18,7 +18,7 @@ import json
 import os
 import platform
 import re
-import subprocess
+import shutil
 import sys
 import time
 
@@ -28,6 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from cellseg import evaluate  # noqa: E402
+from common import tool  # noqa: E402
 
 DATASETS = {  # name: (kind, density)
     "PhC dense": ("phc", 2.5),
@@ -47,14 +48,6 @@ _ONLY = flags.DEFINE_list("targets", list(TARGETS), "Targets to train (the table
 _DATASETS = flags.DEFINE_list("datasets", list(DATASETS), "Datasets to use (none: only rewrite the table).")
 
 
-def tool(name: str, *args: str) -> str:
-    command = [os.path.join(os.path.dirname(sys.executable), name), *args]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode:
-        sys.exit(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
-    return result.stdout
-
-
 def train_flags() -> list[str]:
     return [f"--epochs={_EPOCHS.value}", f"--steps_per_epoch={_STEPS.value}", "--patch_size=128",
             "--per_replica_batch_size=8", "--learning_rate=1e-3", f"--seed={_SEED.value}", "--validation_images=0"]
@@ -72,7 +65,7 @@ def compare_one(name: str, kind: str, density: float) -> list[dict]:
     rows = []
     for target in _ONLY.value:
         run_dir = os.path.join(_WORK.value, "runs", slug, target)
-        subprocess.run(["rm", "-rf", run_dir], check=True)
+        shutil.rmtree(run_dir, ignore_errors=True)
         start = time.monotonic()
         tool("cellseg-train", f"--records_dir={records}", f"--model_dir={run_dir}", f"--target={target}",
              *train_flags())

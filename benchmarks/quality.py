@@ -32,13 +32,15 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRATCH = os.path.join(ROOT, "benchmarks", "scratch", "quality")
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import tool  # noqa: E402
+
 CHO = os.path.join(os.path.dirname(ROOT), "shared", "realdata", "Fluo-N2DH-CHO-slices")
 
 DATASETS = {  # name: how to get it (synthetic kind and density, or a folder), the test truth folder
@@ -51,15 +53,6 @@ COMMON = ["--patch_size=128", "--per_replica_batch_size=8", "--learning_rate=1e-
           "--seed=0"]
 PLAIN = ["--target=binary", "--loss=bce", "--class_weight_power=1", "--elastic_sigma=0", "--rotation=0", "--scale=0",
          "--gamma=0", "--contrast=0", "--brightness=0", "--noise=0", "--notune_postprocessing"]
-
-
-def tool(name: str, *args: str) -> str:
-    """Run a cellseg command of this environment; exit with its error when it fails."""
-    command = [os.path.join(os.path.dirname(sys.executable), name), *args]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode:
-        sys.exit(f"quality: {' '.join(command)} failed:\n{result.stderr[-3000:]}")
-    return result.stdout
 
 
 def dataset(name: str, work: str) -> str:
@@ -77,10 +70,11 @@ def dataset(name: str, work: str) -> str:
 
 
 def records(data: str, work: str, weight_map: bool) -> str:
-    """Sequence 01 converted, a fifth of its frames for validation (by the converter's hash split)."""
+    """Sequence 01 converted, about a third of its frames for validation (the converter's hash split: 3 of
+    CHO's 10)."""
     out = os.path.join(work, "records" if weight_map else "records-plain")
     if not os.path.exists(os.path.join(out, "dataset.json")):
-        tool("cellseg-convert", f"--input_dir={data}", f"--output_dir={out}", "--sequences=01", "--val_fraction=0.3",  # CHO: 3 of 10 frames
+        tool("cellseg-convert", f"--input_dir={data}", f"--output_dir={out}", "--sequences=01", "--val_fraction=0.3",
              "--overwrite", *([] if weight_map else ["--noweight_map"]))
     return out
 
