@@ -16,9 +16,11 @@ import re
 import subprocess
 import sys
 
-import tensorflow as tf
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: its start-up chatter hides results
 
-from formats import FORMATS
+import tensorflow as tf  # noqa: E402
+
+from formats import FORMATS  # noqa: E402
 
 SCRATCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scratch")
 

@@ -124,3 +124,17 @@ def test_the_benchmarks_import_each_other_one_way():
         graph[name] = found & scripts - {name}
     assert {"common", "formats", "report"} <= graph.keys() and "formats" in graph["common"]
     assert cycles(graph) == []
+
+
+def test_no_user_file_is_unpickled_or_evaluated():
+    # Models load in Keras' safe mode; nothing cellseg reads goes through pickle, eval or exec.
+    for name, path in modules().items():
+        tree = ast.parse(open(path).read())
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        called = {node.func.id for node in ast.walk(tree)
+                  if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
+        keywords = {(kw.arg, getattr(kw.value, "value", None)) for node in ast.walk(tree)
+                    if isinstance(node, ast.Call) for kw in node.keywords}
+        assert not {"pickle", "dill", "cloudpickle"} & imported, name
+        assert not {"eval", "exec"} & called, name
+        assert ("safe_mode", False) not in keywords, name

@@ -223,3 +223,12 @@ def test_an_output_folder_that_cannot_be_written_is_refused_first(tiny_model, fl
     blocker.write_text("")
     with pytest.raises(ValueError, match="a_file/out: cannot write there"):
         predict.run_prediction(str(fluo_dataset / "01"), str(tmp_path / "no_model.keras"), str(blocker / "out"))
+
+
+def test_a_keras_file_carrying_code_is_refused_by_safe_mode(tmp_path):
+    import keras
+
+    carrier = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Lambda(lambda x: x * 2)])
+    carrier.save(tmp_path / "carrier.keras")
+    with pytest.raises(ValueError, match="carrier.keras: not a cellseg model .*(unsafe|safe_mode)"):
+        predict.load_model(str(tmp_path / "carrier.keras"), 64)
