@@ -44,16 +44,6 @@ def labels_fit(labels: np.ndarray) -> bool:
     return not labels.size or (labels.min() >= 0 and labels.max() <= MAX_LABEL)
 
 
-def balanced_class_weights(foreground_fraction: float) -> tuple[float, float]:
-    """(background, foreground) weights under which both classes weigh half of the loss.
-
-    A frame that is 7 % cells gets foreground weight 0.5 / 0.07 = 7.1 and background
-    0.5 / 0.93 = 0.54, so predicting all background no longer looks good.
-    """
-    fraction = min(max(float(foreground_fraction), 1e-6), 1.0 - 1e-6)
-    return balanced_weights([1.0 - fraction, fraction])
-
-
 # How far the class weights go towards balance: 1 is fully balanced (each class weighs the same in
 # the loss), 0 is unweighted. Fully balanced weights made thin boundary classes weigh 30-40 times the
 # background, and networks painted cells too fat (benchmarks/quality.py).
@@ -63,18 +53,13 @@ CLASS_WEIGHT_POWER = 0.5
 def softened_weights(fractions, power: float = CLASS_WEIGHT_POWER) -> tuple[float, ...]:
     """Per-class weights proportional to `fraction ** -power`, scaled so the mean weight over all pixels is 1.
 
-    `power` 1 gives `balanced_weights`; 0.5 (the default) their square root, rescaled.
+    `power` 1 balances the classes (each of K weighs 1/K of the loss: a frame that is 7 % cells
+    gets 0.5 / 0.07 = 7.1 on cells); 0.5 (the default) takes the square root of those, rescaled.
     """
     fractions = [max(float(f), 1e-6) for f in fractions]
     raw = [f**-power for f in fractions]
     scale = sum(f * r for f, r in zip(fractions, raw))
     return tuple(r / scale for r in raw)
-
-
-def balanced_weights(fractions) -> tuple[float, ...]:
-    """Per-class weights `1 / (K f_c)` under which each of the K classes weighs 1/K of the loss."""
-    fractions = [max(float(f), 1e-6) for f in fractions]
-    return tuple(1.0 / (len(fractions) * f) for f in fractions)
 
 
 def border_weight_map(

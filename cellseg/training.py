@@ -154,7 +154,7 @@ def _fit(config: Config, strategy: tf.distribute.Strategy, chief: bool, extra_ca
     )
     if not chief:
         return {}
-    return finish(config, records, log)
+    return finish(config, records, tiles, log)
 
 
 def callbacks_for(config: Config, validation_batch, chief: bool) -> list[keras.callbacks.Callback]:
@@ -176,11 +176,10 @@ def callbacks_for(config: Config, validation_batch, chief: bool) -> list[keras.c
     return chosen
 
 
-def finish(config: Config, records: data.Records, log=print) -> dict:
+def finish(config: Config, records: data.Records, tiles: int, log=print) -> dict:
     """Evaluate the best checkpoint in inference mode; write metrics.json, postprocess.json and the export."""
     best_path = os.path.join(config.model_dir, run_folder.BEST)
     best = keras.models.load_model(best_path)
-    tiles = data.validation_tile_count(records, config.network.patch_size)
     val_set = data.validation_dataset(records, config.network.patch_size, config.per_replica_batch_size,
                                       distances=targets.get(config.target).distances, tile_count=tiles)
     evaluated = best.evaluate(val_set, steps=data.validation_steps(tiles, config.per_replica_batch_size),

@@ -36,7 +36,7 @@ def mask_with_fraction(fraction, size=40):
 
 
 def balanced_weights(mask):
-    background, foreground = preprocess.balanced_class_weights(mask.mean())
+    background, foreground = preprocess.softened_weights([1.0 - mask.mean(), mask.mean()], power=1.0)
     return np.where(mask > 0, foreground, background).astype(np.float32)
 
 

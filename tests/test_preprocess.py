@@ -46,12 +46,12 @@ def test_softened_weights_keep_a_mean_of_one_and_take_the_power_of_the_ratios():
         weights = preprocess.softened_weights(fractions, power)
         assert sum(f * w for f, w in zip(fractions, weights)) == pytest.approx(1.0)
         assert weights[2] / weights[0] == pytest.approx((0.86 / 0.01) ** power)
-    assert preprocess.softened_weights(fractions, 1.0) == pytest.approx(preprocess.balanced_weights(fractions))
+    assert preprocess.softened_weights(fractions, 1.0) == pytest.approx(tuple(1 / (3 * f) for f in fractions))
     assert preprocess.softened_weights(fractions, 0.0) == pytest.approx((1.0, 1.0, 1.0))
 
 
 def test_balanced_class_weights_give_each_class_half():
-    background, foreground = preprocess.balanced_class_weights(0.2)
+    background, foreground = preprocess.softened_weights([0.8, 0.2], power=1.0)
     assert (background, foreground) == pytest.approx((0.625, 2.5))
     assert 0.2 * foreground == pytest.approx(0.8 * background) == pytest.approx(0.5)
 
