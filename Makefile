@@ -18,7 +18,7 @@ DEMO_TARGET ?=
 help:
 	@echo "make demo   synthesise a CTC dataset, convert, train, predict the held-out sequence, evaluate (DEMO_KIND=fluo|phc)"
 	@echo "make test   run the test suite"
-	@echo "make bench  run the benchmarks (conversion, input pipeline, training step, inference, memory); report in benchmarks/results/"
+	@echo "make bench  run the benchmarks (conversion, input pipeline, training step, inference, a time-lapse, memory); report in benchmarks/results/"
 	@echo "make quality  cellseg's default against a plain U-Net recipe and Otsu on synthetic and real data; table in benchmarks/results/"
 	@echo "make compare-targets  train binary, three_class and distance on crowded synthetic cells; table in docs/TARGETS.md"
 	@echo "make clean  remove generated data, records and runs (keeps .venv)"
@@ -52,12 +52,12 @@ demo: $(INSTALLED)
 	$(BIN)/cellseg-evaluate --pred=$(DEMO_RUN)/predictions/02_RES --gt=$(DEMO_DATA)/02_GT/SEG --baseline=otsu \
 		--output_json=$(DEMO_RUN)/evaluation.json
 	@echo
-	@echo "held-out sequence 02 segmented: $(DEMO_RUN)/predictions/02_RES (labels), cells.csv, overlays/"
+	@echo "held-out sequence 02 segmented and tracked: $(DEMO_RUN)/predictions/02_RES (labels, res_track.txt), cells.csv, tracks.csv, overlays/ (trajectories.png, lineage.png)"
 	@echo "TensorBoard: $(BIN)/tensorboard --logdir $(DEMO_RUN)/tensorboard"
 
 bench: $(INSTALLED)
 	@start=$$(date +%s); \
-	for script in convert input_pipeline training inference memory; do \
+	for script in convert input_pipeline training inference sequence memory; do \
 		echo "== benchmarks/$$script.py"; \
 		$(BIN)/python benchmarks/$$script.py || exit 1; \
 	done; \

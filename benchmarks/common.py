@@ -15,6 +15,7 @@ import platform
 import re
 import subprocess
 import sys
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: its start-up chatter hides results
 
@@ -94,3 +95,19 @@ def tool(name: str, *args: str) -> str:
     if result.returncode:
         sys.exit(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
     return result.stdout
+
+
+def peak(tool: str, *args: str, log: str) -> tuple[float, float]:
+    """(peak resident MB, seconds) of one run of a cellseg tool in its own process."""
+    command = [os.path.join(os.path.dirname(sys.executable), tool), *args]
+    start = time.perf_counter()
+    with open(log, "w") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        with open(log) as output:
+            sys.exit(f"{' '.join(command)} failed:\n{output.read()[-3000:]}")
+    kilobytes = usage.ru_maxrss / (1024 if sys.platform == "darwin" else 1)  # bytes on macOS, KiB on Linux
+    return kilobytes / 1024, seconds

@@ -47,13 +47,25 @@ def training(r: dict) -> tuple[str, str]:
 
 
 def inference(r: dict) -> tuple[str, str]:
-    return (f"Inference (`inference.py`): ms per frame, overlap-tile prediction (tile {r['tile']}, overlap "
-            f"{r['overlap']}, base {r['base_filters']}, {r['batch']} tiles per batch) and post-processing, "
-            f"{r['device']}",
-            table(["frame", "tiles", "network ms", "post-processing ms, binary", "post-processing ms, three_class"],
-                  [[f"{x['size']} x {x['size']}", x["tiles"], f"{x['predict_ms']:.0f}",
-                    f"{x['postprocess_binary_ms']:.0f}", f"{x['postprocess_three_class_ms']:.0f}"]
+    return (f"Inference (`inference.py`): ms per frame, side by side in one run: a plain Keras whole-frame "
+            f"pass, cellseg's network step (the frame whole), the former overlap tiles (tile {r['tile']}, overlap "
+            f"{r['overlap']}, {r['batch']} per batch), base {r['base_filters']}; then post-processing, {r['device']}",
+            table(["frame", "Keras ms", "cellseg ms", "ratio", "tiles ms", "ratio", "cells",
+                   "post-processing ms, binary", "post-processing ms, three_class"],
+                  [[f"{x['size']} x {x['size']}", f"{x['keras_ms']:.0f}", f"{x['cellseg_ms']:.0f}",
+                    f"{x['cellseg_over_keras']:.2f}", f"{x['tiles_256_ms']:.0f}", f"{x['tiles_over_keras']:.2f}",
+                    x["cells"], f"{x['postprocess_binary_ms']:.0f}", f"{x['postprocess_three_class_ms']:.0f}"]
                    for x in r["rows"]]))
+
+
+def sequence(r: dict) -> tuple[str, str]:
+    return (f"Segmenting a time-lapse (`sequence.py`): `cellseg-predict` end to end (read, network, instances, "
+            f"cells.csv, write) on {r['size']} x {r['size']} frames, each run in its own process, {r['device']}; "
+            f"a long sequence's rate (extra frames over extra seconds): "
+            f"{r['steady_frames_per_s'] or float('nan'):.2f} frames/s",
+            table(["frames", "test-time augmentation", "frames/s", "seconds", "peak MB"],
+                  [[x["frames"], "on" if x["tta"] else "off", f"{x['frames_per_s']:.2f}", f"{x['seconds']:.0f}",
+                    f"{x['peak_mb']:.0f}"] for x in r["rows"]]))
 
 
 def memory(r: dict) -> tuple[str, str]:
@@ -68,4 +80,4 @@ def memory(r: dict) -> tuple[str, str]:
 
 
 FORMATS = {"convert": convert, "input_pipeline": input_pipeline, "training": training, "inference": inference,
-           "memory": memory}
+           "sequence": sequence, "memory": memory}

@@ -1,12 +1,15 @@
-"""Inference time per frame: the overlap-tile prediction of a whole frame, then its post-processing.
+"""Inference time per frame: the network on a whole frame, then its post-processing.
 
     python benchmarks/inference.py [--sizes=512,1024] [--repeats=0] [--base_filters=16]
 
 A U-Net (base 16, depth 4, untrained: the time does not depend on the weights)
-predicts synthetic frames through `cellseg.tiling.predict_outputs` with
-cellseg-predict's default tile (256) and overlap (64), 4 tiles per batch, on
-the default device (a GPU where TensorFlow sees one). After one warm-up frame
-of each size the median of a few frames is reported. Post-processing
+predicts synthetic frames on the default device (a GPU where TensorFlow sees
+one), side by side in one run: a plain Keras forward pass of the whole frame
+(`predict_on_batch` of the same architecture built at the frame's size), cellseg's
+network step (`cellseg.predict.network_outputs`: the frame's own layout, whole
+here), and the former overlap-tile prediction (tiles of 256 overlapping by 64, 4
+per batch). After one warm-up frame of each size the median of a few frames is
+reported. Post-processing
 (`labels_from_outputs`, binary and three_class targets) is timed on its own, on
 outputs made from the frame's true labels, so that the watershed meets
 realistic cells and not an untrained network's noise.
@@ -25,7 +28,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
-from cellseg import instances, preprocess, segmenter, synthetic, targets, tiling  # noqa: E402
+import keras  # noqa: E402
+
+from cellseg import instances, predict, preprocess, segmenter, synthetic, targets, tiling  # noqa: E402
 from common import SCRATCH, show, write  # noqa: E402
 
 
@@ -67,19 +72,34 @@ def main():
     args = parser.parse_args()
     on_gpu = bool(tf.config.list_physical_devices("GPU"))
     tile, overlap = tiling.DEFAULT_TILE, tiling.DEFAULT_OVERLAP
-    network = segmenter.output_model(segmenter.Segmenter(tile, args.base_filters, args.depth, target="binary"), tile)
+    net = segmenter.Segmenter(tile, args.base_filters, args.depth, target="binary")
+    tiled = segmenter.output_model(net, tile)
+    network = segmenter.Network(net)
+    model = predict.Model(network, "binary", None, "", network.layout)
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
         image, labels = frame(size)
         repeats = args.repeats or (10 if on_gpu else 3 if size <= 512 else 2)
-        run = lambda: tiling.predict_outputs(network.predict_on_batch, image, tile, overlap, args.batch)  # noqa: E731
-        run()  # warm-up: traces the batch shapes this frame size needs
-        row = {"size": size, "tiles": int(np.prod(tiling.tile_layout(size, size, tile, overlap)[1:3])),
-               "repeats": repeats, "predict_ms": round(median_ms(run, repeats), 1)}
+        plain = keras.Sequential([segmenter.unet_of(net.architecture, "binary", size), keras.layers.Activation("sigmoid")])
+        plain.set_weights(net.unet.get_weights())
+        batch = image[None, ..., None]
+        works = {
+            "keras_ms": lambda: plain.predict_on_batch(batch),  # noqa: B023
+            "cellseg_ms": lambda: predict.network_outputs(model, [image]),  # noqa: B023
+            "tiles_256_ms": lambda: tiling.predict_outputs(tiled.predict_on_batch, image, tile, overlap, args.batch),  # noqa: B023
+        }
+        row = {"size": size, "repeats": repeats, "layout": str(network.layout(size, size))}
+        for name, work in works.items():
+            work()  # warm-up: builds and traces what this frame size needs
+        for _ in range(2):  # interleaved, so that a slow spell of the machine touches every row alike
+            for name, work in works.items():
+                row[name] = min(row.get(name, float("inf")), round(median_ms(work, repeats), 1))
+        row["cellseg_over_keras"] = round(row["cellseg_ms"] / row["keras_ms"], 2)
+        row["tiles_over_keras"] = round(row["tiles_256_ms"] / row["keras_ms"], 2)
         for target in ("binary", "three_class"):
             outputs, settings = outputs_from_labels(labels, target), instances.Postprocess(target)
             row[f"postprocess_{target}_ms"] = round(median_ms(lambda: instances.labels_from_outputs(outputs, settings),
-                                                              3), 1)
+                                                              5), 1)
         row["cells"] = int(len(np.unique(labels)) - 1)
         rows.append(row)
         print(f"{size} x {size}: {row}", file=sys.stderr)

@@ -18,12 +18,10 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
-import time
 
 from cellseg import ctc, synthetic
-from common import SCRATCH, show, write
+from common import SCRATCH, peak, show, write
 
 SEQUENCES = 4
 
@@ -37,22 +35,6 @@ def dataset(frames: int, size: int) -> str:
         synthetic.write_dataset(root, synthetic.Config(kind="fluo", sequences=SEQUENCES, frames=per_sequence,
                                                        height=size, width=size, seed=0))
     return root
-
-
-def peak(tool: str, *args: str, log: str) -> tuple[float, float]:
-    """(peak resident MB, seconds) of one run of a cellseg tool in its own process."""
-    command = [os.path.join(os.path.dirname(sys.executable), tool), *args]
-    start = time.perf_counter()
-    with open(log, "w") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - start
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode:
-        with open(log) as output:
-            sys.exit(f"{' '.join(command)} failed:\n{output.read()[-3000:]}")
-    kilobytes = usage.ru_maxrss / (1024 if sys.platform == "darwin" else 1)  # bytes on macOS, KiB on Linux
-    return kilobytes / 1024, seconds
 
 
 def main():

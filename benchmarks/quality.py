@@ -22,7 +22,9 @@ Methods, all through cellseg's own commands:
 
 Budgets (the same for every method): `short`, 12 epochs of 25 steps, batch 8,
 patch 128, learning rate 1e-3; `long`, four times the steps. The table goes to
-benchmarks/results/quality-<machine>.md (and .json), with the machine named.
+docs/QUALITY.md (between its table markers; the rest of that page is kept) and
+to benchmarks/results/quality-<machine>.md and .json, with the machine, the
+budgets and the wall time.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRATCH = os.path.join(ROOT, "benchmarks", "scratch", "quality")
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
+DOC = os.path.join(ROOT, "docs", "QUALITY.md")
+BEGIN, END = "<!-- quality: begin -->", "<!-- quality: end -->"
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import tool  # noqa: E402
 
@@ -137,17 +141,33 @@ def main():
     unknown = [n for n in names if n not in DATASETS] + [b for b in budgets if b not in BUDGETS]
     if unknown:
         sys.exit(f"quality: unknown dataset or budget {', '.join(unknown)}")
+    started = time.monotonic()
     rows = [row for name in names for budget in budgets for row in measure(name, budget, args.methods.split(","))]
     machine = args.output or f"quality-{platform.machine()}-{os.cpu_count()}cpu"
-    text = (f"Segmentation quality (`benchmarks/quality.py`), trained on sequence 01, scored on sequence 02; "
-            f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-            f"{time.strftime('%Y-%m-%d')}.\n\n{table(rows)}\n")
+    minutes = (time.monotonic() - started) / 60
+    text = (f"Trained on sequence 01, scored on sequence 02 (`benchmarks/quality.py`), on "
+            f"{platform.processor() or platform.machine()} ({machine}), {os.cpu_count()} cores, no GPU, "
+            f"{time.strftime('%Y-%m-%d')}; seed 0; budgets: "
+            + "; ".join(f"{b} = {BUDGETS[b][0]} epochs of {BUDGETS[b][1]} steps" for b in budgets)
+            + f", batch 8, patch 128, learning rate 1e-3. Wall time {minutes:.0f} min.\n\n{table(rows)}\n")
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, f"{machine}.md"), "w") as handle:
         handle.write(text)
     with open(os.path.join(RESULTS, f"{machine}.json"), "w") as handle:
-        json.dump(rows, handle, indent=2)
+        json.dump({"machine": machine, "minutes": round(minutes, 1), "rows": rows}, handle, indent=2)
+    if not args.output:
+        write_doc(text)
     print("\n" + text)
+
+
+def write_doc(text: str) -> None:
+    """Put `text` between docs/QUALITY.md's table markers (the page is made when missing)."""
+    page = open(DOC).read() if os.path.exists(DOC) else f"# Segmentation quality\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in page or END not in page:
+        sys.exit(f"quality: {DOC} lacks the markers {BEGIN} and {END}")
+    head, rest = page.split(BEGIN, 1)
+    with open(DOC, "w") as handle:
+        handle.write(f"{head}{BEGIN}\n{text}{END}{rest.split(END, 1)[1]}")
 
 
 if __name__ == "__main__":

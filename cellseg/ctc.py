@@ -27,6 +27,7 @@ TRUTH_POLICIES = ("gold", "silver", "gold_then_silver")
 _SEQUENCE = re.compile(r"^(\d{2,})$")
 FRAME = re.compile(r"^t(\d{3,})\.tiff?$")  # t000.tif, t0000.tif
 _MASK = re.compile(r"^man_seg(\d{3,})\.tiff?$")
+NUMBERED_MASK = re.compile(r"^(?:man_seg|man_track|mask)(\d{3,})\.tiff?$")  # truth (SEG, TRA) and results
 _RESULT_OR_MASK = re.compile(r"^(?:man_seg|mask)(\d{3,})\.tiff?$")  # man_segTTT.tif (truth), maskTTT.tif (results)
 _TRUTH_DIR = {"GT": GOLD, "ST": SILVER}
 
@@ -213,3 +214,26 @@ def masks_by_index(folder: str) -> dict[int, str]:
         if match:
             found[int(match.group(1))] = path
     return found
+
+
+TRACKS = "res_track.txt"  # a result folder's lineage; the truth's is TRA/man_track.txt
+
+
+def write_tracks(path: str | os.PathLike, rows: Iterable[tuple[int, int, int, int]]) -> None:
+    """The challenge's track file: one `L B E P` line (label, first frame, last frame, parent) per track."""
+    with open(path, "w") as handle:
+        handle.writelines(f"{label} {first} {last} {parent}\n" for label, first, last, parent in rows)
+
+
+def read_tracks(path: str | os.PathLike) -> list[tuple[int, int, int, int]]:
+    """The rows of a track file (`write_tracks`); ValueError naming the file and line when one is not L B E P."""
+    rows = []
+    with open(path) as handle:
+        for number, line in enumerate(handle, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 4 or not all(f.isdigit() for f in fields):
+                raise ValueError(f"{path}:{number}: expected 'label first last parent', got {line.strip()!r}")
+            rows.append(tuple(int(f) for f in fields))
+    return rows

@@ -3,16 +3,23 @@
 Reports the CTC SEG measure (per reference object, the Jaccard index of the
 predicted object covering more than half of it, 0 when none; the mean over all
 reference objects), object detection at IoU 0.5 (TP, FP, FN, precision, recall,
-F1) and pixel Dice, IoU, precision, recall and accuracy. With the Otsu baseline
+F1) and pixel Dice, IoU, precision, recall and accuracy; when the truth has
+tracks (`NN_GT/TRA`) and the results a `res_track.txt`, the challenge's
+tracking scores TRA, DET and LNK (computed by py-ctcmetrics, the challenge's
+own measures in Python). With the Otsu baseline
 the same frames are also segmented by Otsu thresholding plus a distance-transform
 watershed, so every report shows what the U-Net adds over the classical method.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import warnings
 
 import numpy as np
+from ctc_metrics.scripts.evaluate import evaluate_sequence
 from skimage import filters
 
 from cellseg import ctc, instances, preprocess, scores, tiff
@@ -59,6 +66,9 @@ def evaluate(pred_dir: str, gt_dir: str, images_dir: str | None = None) -> dict:
             raise ValueError(f"{predicted[index]}: {guess.shape} but its reference is {reference.shape}")
         pairs.append((reference, guess))
     report = {"pred": pred_dir, "gt": gt_dir, "missing_predictions": missing, "cellseg": score(pairs)}
+    tracks = os.path.join(os.path.dirname(os.path.normpath(gt_dir)), "TRA")
+    if os.path.exists(os.path.join(tracks, "man_track.txt")):
+        report["tracking"] = tracking_scores(pred_dir, os.path.dirname(tracks))
     if images_dir:
         baseline = []
         for index, (reference, _) in zip(sorted(references), pairs):
@@ -70,6 +80,24 @@ def evaluate(pred_dir: str, gt_dir: str, images_dir: str | None = None) -> dict:
     return report
 
 
+def tracking_scores(pred_dir: str, truth_dir: str) -> dict:
+    """TRA, DET and LNK of `pred_dir` (masks and res_track.txt) against `truth_dir`/TRA (py-ctcmetrics)."""
+    if not os.path.exists(os.path.join(pred_dir, ctc.TRACKS)):
+        return {"skipped": f"{pred_dir} has no {ctc.TRACKS} (cellseg-track --input={pred_dir} writes it)"}
+    found, expected = len(ctc.masks_by_index(pred_dir)), len(tracking_masks(os.path.join(truth_dir, "TRA")))
+    if found != expected:
+        return {"skipped": f"{pred_dir} holds {found} masks, the tracking truth {expected} frames"}
+    # py-ctcmetrics prints its progress and warns about each invalid link: the report says it all.
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scores_found = evaluate_sequence(pred_dir, truth_dir, metrics=["TRA", "DET", "LNK"], threads=1)
+    return {name.lower(): float(scores_found[name]) for name in ("TRA", "DET", "LNK")}
+
+
+def tracking_masks(folder: str) -> list[str]:
+    return [path for path in os.listdir(folder) if ctc.NUMBERED_MASK.match(path)] if os.path.isdir(folder) else []
+
+
 def markdown(report: dict) -> str:
     methods = [name for name in ("cellseg", "otsu") if name in report]
     columns = ["seg", "f1", "precision", "recall", "pixel_dice", "pixel_iou", "pixel_accuracy"]
@@ -77,4 +105,9 @@ def markdown(report: dict) -> str:
     for name in methods:
         label = "U-Net (cellseg)" if name == "cellseg" else "Otsu + watershed"
         lines.append(f"| {label} | " + " | ".join(f"{report[name][c]:.3f}" for c in columns) + " |")
+    found = report.get("tracking")
+    if found and "skipped" in found:
+        lines.append(f"\ntracking not scored: {found['skipped']}")
+    elif found:
+        lines.append(f"\ntracking: TRA {found['tra']:.3f}, DET {found['det']:.3f}, LNK {found['lnk']:.3f}")
     return "\n".join(lines)

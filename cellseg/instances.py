@@ -148,19 +148,30 @@ def seeded_watershed(surface: np.ndarray, seeds: np.ndarray, mask: np.ndarray, m
 
 
 def _fill_holes(labels: np.ndarray) -> np.ndarray:
-    """`labels` with every background region that borders one object only, and not the frame's edge, given to it."""
-    background, count = ndimage.label(labels == 0)
+    """`labels` with every background region that borders one object only, and not the frame's edge, given to it.
+
+    The candidates are the background regions (4-connected) that do not reach the frame's edge:
+    `binary_fill_holes` of the cell mask finds them. Every 4-neighbour of such a region is a cell
+    pixel, so the region is filled when the lowest and the highest of those labels agree.
+    """
+    holes, count = ndimage.label(ndimage.binary_fill_holes(labels > 0) & (labels == 0))
     if not count:
         return labels
-    edge = labels.max() + 1  # also stands for "no object" below
-    cross = ndimage.generate_binary_structure(2, 1)
-    highest = ndimage.grey_dilation(labels, footprint=cross, mode="constant", cval=edge)
-    lowest = ndimage.grey_erosion(np.where(labels > 0, labels, edge), footprint=cross, mode="constant", cval=edge)
-    index = np.arange(1, count + 1)
-    high = np.asarray(ndimage.maximum(highest, background, index), np.int64)
-    low = np.asarray(ndimage.minimum(lowest, background, index), np.int64)
-    owner = np.concatenate([[0], np.where((high == low) & (high < edge), high, 0)])
-    return np.where(background > 0, owner[background], labels)
+    high = np.zeros(count + 1, np.int64)
+    low = np.full(count + 1, np.iinfo(np.int64).max)
+    height, width = labels.shape
+    for rows, cols in ((0, 1), (0, -1), (1, 0), (-1, 0)):
+        # Pairs (hole pixel, its neighbour at +rows, +cols) inside the frame.
+        here = (slice(max(-rows, 0), height - max(rows, 0)), slice(max(-cols, 0), width - max(cols, 0)))
+        there = (slice(max(rows, 0), height - max(-rows, 0)), slice(max(cols, 0), width - max(-cols, 0)))
+        inside = holes[here] > 0
+        owners, neighbours = holes[here][inside], labels[there][inside]
+        cells = neighbours > 0
+        np.maximum.at(high, owners[cells], neighbours[cells])
+        np.minimum.at(low, owners[cells], neighbours[cells])
+    owner = np.where(high == low, high, 0)
+    owner[0] = 0
+    return np.where(holes > 0, owner[holes], labels)
 
 
 def tune(outputs: list[np.ndarray], references: list[np.ndarray], target: str, grid: dict | None = None,

@@ -66,7 +66,7 @@ class Architecture:
 
 
 def build_unet(
-    size: int,
+    size: int | tuple[int, int],
     base_filters: int = 16,
     depth: int = 4,
     dropout: float = 0.0,
@@ -76,15 +76,17 @@ def build_unet(
     outputs: int = 1,
     name: str = "unet",
 ) -> keras.Model:
-    """A U-Net for `size` x `size` inputs of `channels` channels, giving `outputs` logit maps.
+    """A U-Net for `size` x `size` (or `size` = (height, width)) inputs of `channels` channels, giving
+    `outputs` logit maps.
 
     `depth` downscale blocks, channels doubling from `base_filters` (the paper:
-    64 and 4). `size` must be a multiple of 2**depth. Batch-norm momentum 0.9
+    64 and 4). Sides must be multiples of 2**depth. Batch-norm momentum 0.9
     lets the moving statistics settle within a few hundred steps.
     """
-    if size % 2**depth:
+    height, width = (size, size) if isinstance(size, int) else size
+    if height % 2**depth or width % 2**depth:
         raise ValueError(f"size {size} must be a multiple of 2**depth = {2**depth}")
-    inputs = keras.Input((size, size, channels), name="image")
+    inputs = keras.Input((height, width, channels), name="image")
     x = double_conv(inputs, base_filters, dropout, batch_norm_momentum, "input")
     skips = [x]
     for level in range(1, depth + 1):
@@ -95,3 +97,12 @@ def build_unet(
                     f"up{level + 1}")
     logits = layers.Conv2D(outputs, 1, dtype="float32", name="logits")(x)
     return keras.Model(inputs, logits, name=name)
+
+
+def receptive_radius(depth: int) -> int:
+    """How far (pixels) an output pixel of `build_unet` sees, an upper bound: 3x3 convolutions, two per
+    block, reach 2 * 2**level at their level (depth + 1 blocks down, depth up); 2x2 pooling into level
+    l + 1 and bilinear upsampling from it reach 2**l and 2**(l + 1) more."""
+    convolutions = sum(2 * 2**level for level in range(depth + 1)) + sum(2 * 2**level for level in range(depth))
+    resampling = sum(2**level + 2 ** (level + 1) for level in range(depth))
+    return convolutions + resampling

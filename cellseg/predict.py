@@ -2,7 +2,11 @@
 
 `run_prediction` segments a CTC sequence folder, a TIFF or a glob and writes
 CTC results (`NN_RES/maskTTT.tif`), `cells.csv` and, on request, overlays.
-Frames of any size go through the overlap-tile strategy (`cellseg.tiling`).
+Frames are predicted whole when they fit the memory budget, in overlapping
+tiles otherwise (`cellseg.tiling`), frames of one size batched together. The
+frames stream: one thread reads the next frames, the network predicts, and
+another thread turns the previous outputs into instances and writes them, so
+memory stays flat however long the sequence.
 The model's target comes with the model, and the post-processing thresholds
 from the run folder's `postprocess.json` (tuned on validation at the end of
 training); overrides replace them.
@@ -10,6 +14,7 @@ training); overrides replace them.
 
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
 import glob
@@ -17,7 +22,8 @@ import json
 import os
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent import futures
 
 import keras
 import numpy as np
@@ -25,29 +31,51 @@ import tensorflow as tf
 from PIL import Image
 from skimage import measure, segmentation
 
-from cellseg import ctc, errors, instances, preprocess, run_folder, schema, segmenter, targets, tiff, tiling
+from cellseg import (ctc, errors, instances, preprocess, run_folder, schema, segmenter, targets, tiff, tiling,
+                     tracking)
+from cellseg import model as model_lib
 
 
 @dataclasses.dataclass(frozen=True)
 class Model:
-    """A loaded model: `predict` maps tiles [n, tile, tile, 1] to outputs [n, tile, tile, C]."""
+    """A loaded model: `predict` maps tiles [n, h, w, 1] to outputs [n, h, w, C].
+
+    `layout(height, width)` gives the (tile, overlap) of a frame: the whole frame
+    or large tiles for a Keras model, the fixed tile of an export.
+    """
 
     predict: Callable[[np.ndarray], np.ndarray]
     target: str
     postprocess: dict | None  # the run folder's postprocess.json, when there is one
     path: str
+    layout: Callable[[int, int], tuple]
+    max_pixels: int = tiling.MAX_TILE_PIXELS  # pixels per network call (tiles x their pixels)
+
+    def tiles_per_call(self, shape: tuple[int, int]) -> int:
+        tile, _ = self.layout(*shape)
+        tile_h, tile_w = (tile, tile) if isinstance(tile, int) else tile
+        return max(1, self.max_pixels // (tile_h * tile_w))
+
+    def frames_per_call(self, shape: tuple[int, int]) -> int:
+        """Frames of `shape` predicted together: as many as the budget holds when each is one tile."""
+        tile, overlap = self.layout(*shape)
+        tile_h, tile_w = (tile, tile) if isinstance(tile, int) else tile
+        whole = not overlap and tile_h >= shape[0] and tile_w >= shape[1]
+        return self.tiles_per_call(shape) if whole else 1
 
 
-def load_model(path: str, tile: int) -> Model:
+def load_model(path: str, tile: int = 0, overlap: int = -1, max_pixels: int = tiling.MAX_TILE_PIXELS) -> Model:
     """A model from a run folder, its `checkpoints/best.keras`, or its `export/` folder.
 
-    The target comes with the model (an export's output channels tell it); the
-    tuned thresholds from `postprocess.json` in the run folder. Raises
+    `tile` 0 and `overlap` -1 choose them per frame (`tiling.choose`: the whole
+    frame when it holds at most `max_pixels`); an export predicts its own tile
+    size. The target comes with the model (an export's output channels tell it);
+    the tuned thresholds from `postprocess.json` in the run folder. Raises
     ValueError naming `path` when it is not a cellseg model.
     """
     if os.path.isdir(path) and os.path.exists(os.path.join(path, run_folder.BEST)):
         path = os.path.join(path, run_folder.BEST)
-    predict_batch, target = _load(path, tile)
+    predict_batch, target, layout = _load(path, tile, overlap, max_pixels)
     base = os.path.normpath(path)
     run_dir = os.path.dirname(os.path.dirname(base)) if base.endswith(".keras") else os.path.dirname(base)
     tuned = os.path.join(run_dir, run_folder.POSTPROCESS)
@@ -57,11 +85,17 @@ def load_model(path: str, tile: int) -> Model:
             postprocess = json.load(handle)
         if postprocess.get("target") != target:
             raise ValueError(f"{tuned} is for target {postprocess.get('target')}, but {path} predicts {target}")
-    return Model(predict_batch, target, postprocess, path)
+    return Model(predict_batch, target, postprocess, path, layout, max_pixels)
 
 
-def _load(path: str, tile: int):
-    """(tiles -> outputs function, target) of a `.keras` file or an export folder."""
+def _fixed(tile: int, overlap: int):
+    """A layout of `tile` x `tile` tiles overlapping by `overlap`, checked now rather than at the first frame."""
+    tiling.tile_layout(tile, tile, tile, overlap)
+    return lambda height, width: (tile, overlap)
+
+
+def _load(path: str, tile: int, overlap: int, max_pixels: int):
+    """(tiles -> outputs function, target, layout) of a `.keras` file or an export folder."""
     if not os.path.exists(path):
         raise ValueError(f"{path}: no such file or folder")
     if os.path.isdir(path):
@@ -77,14 +111,16 @@ def _load(path: str, tile: int):
         except Exception as error:  # SavedModel loading raises many kinds
             raise ValueError(f"{path}: not a cellseg export ({errors.first_line(error)})") from error
         size = serve.input_signature[0].shape[1] if getattr(serve, "input_signature", None) else None
-        if size is not None and size != tile:
-            raise ValueError(f"{path}: an export predicts {size} x {size} tiles; pass --tile_size={size}")
+        if size is not None and tile and size != tile:
+            raise ValueError(f"{path}: an export predicts {size} x {size} tiles; pass --tile_size={size} or 0")
         channels = spec.shape[-1] if hasattr(spec, "shape") else None
         by_channels = {target.channels: target.name for target in targets.TABLE}
         if channels not in by_channels:
             raise ValueError(f"{path}: an export with {channels} output channels is not a cellseg model")
+        size = size or tile or tiling.DEFAULT_TILE
+        layout = _fixed(size, min(tiling.DEFAULT_OVERLAP, size // 4 * 2) if overlap < 0 else overlap)
         # The loaded object owns the variables: the closure keeps it alive.
-        return (lambda tiles, _owner=exported: serve(tf.constant(tiles)).numpy()), by_channels[channels]
+        return (lambda tiles, _owner=exported: serve(tf.constant(tiles)).numpy()), by_channels[channels], layout
     if not path.endswith(".keras"):
         raise ValueError(f"{path}: not a model; expected a run folder, a .keras file or an export folder")
     if not zipfile.is_zipfile(path):
@@ -95,11 +131,21 @@ def _load(path: str, tile: int):
         raise ValueError(f"{path}: not a cellseg model ({errors.first_line(error)})") from error
     if not isinstance(model, segmenter.Segmenter):
         raise ValueError(f"{path}: a Keras model, but not a cellseg model (found {type(model).__name__})")
-    depth = model.architecture["depth"]
-    if tile % 2**depth:
-        raise ValueError(f"--tile_size={tile} must be a multiple of {2**depth} for this model")
-    network = segmenter.output_model(model, tile)
-    return network.predict_on_batch, model.target
+    network = segmenter.Network(model)
+    multiple = 2 ** model.architecture["depth"]
+    if tile:
+        if tile % multiple:
+            raise ValueError(f"--tile_size={tile} must be a multiple of {multiple} for this model")
+        derived = tiling.overlap_for(multiple, model_lib.receptive_radius(model.architecture["depth"]))
+        if overlap < 0 and derived >= tile:
+            raise ValueError(f"--tile_size={tile} is too small for this network's {derived} px overlap; "
+                             "pass a larger --tile_size, 0 (chosen per frame), or an --overlap")
+        layout = _fixed(tile, overlap if overlap >= 0 else derived)
+    elif overlap >= 0:
+        raise ValueError("--overlap needs a --tile_size (whole frames and chosen tiles derive their overlap)")
+    else:
+        layout = lambda height, width: network.layout(height, width, max_pixels)  # noqa: E731
+    return network, model.target, layout
 
 
 def postprocess_settings(model: Model, overrides: dict | None = None):
@@ -112,25 +158,38 @@ def postprocess_settings(model: Model, overrides: dict | None = None):
     return instances.Postprocess.from_dict(values)
 
 
-def segment(raw: np.ndarray, model: Model, tile: int, overlap: int, settings, percentiles=(2.0, 98.0)):
-    """(network outputs [H, W, C], labels) of a raw frame: the converter's stretch, tiles, instances."""
+def stretched(raw: np.ndarray, percentiles=preprocess.DEFAULT_PERCENTILES) -> np.ndarray:
+    """A raw frame as the network saw training frames: the converter's stretch, quantised as in the records."""
     image, _ = preprocess.percentile_stretch(raw, *percentiles)
-    image = schema.dequantize(schema.quantize(image))  # exactly what training read from the records
-    outputs = tiling.predict_outputs(model.predict, image, tile, overlap)
+    return schema.dequantize(schema.quantize(image))
+
+
+def network_outputs(model: Model, images: list[np.ndarray]) -> list[np.ndarray]:
+    """Outputs [H, W, C] of stretched frames of one shape, predicted together (as many tiles per call
+    as the model's pixel budget allows)."""
+    tile, overlap = model.layout(*images[0].shape)
+    return tiling.predict_frames(model.predict, images, tile, overlap, model.tiles_per_call(images[0].shape))
+
+
+def segment(raw: np.ndarray, model: Model, settings, percentiles=preprocess.DEFAULT_PERCENTILES):
+    """(network outputs [H, W, C], labels) of a raw frame: the converter's stretch, the network, instances."""
+    outputs = network_outputs(model, [stretched(raw, percentiles)])[0]
     return outputs, instances.labels_from_outputs(outputs, settings)
 
 
-CELL_COLUMNS = ("frame", "label", "area", "centroid_x", "centroid_y", "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1",
+CELL_COLUMNS = ("frame", "label", "track", "area", "centroid_x", "centroid_y", "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1",
                 "perimeter", "major_axis", "minor_axis", "eccentricity", "solidity", "mean_intensity")
 
 
-def measure_cells(frame: str, labels: np.ndarray, raw: np.ndarray) -> list[dict]:
-    """One row per cell: area (px), centroid, bounding box (x0, y0 inclusive; x1, y1 exclusive), shape, intensity."""
+def measure_cells(frame: str, labels: np.ndarray, raw: np.ndarray, cell_of: dict | None = None) -> list[dict]:
+    """One row per cell: area (px), centroid, bounding box (x0, y0 inclusive; x1, y1 exclusive), shape,
+    intensity; `cell_of` (label -> track, tracking.Tracker.lineages) fills the track column."""
     rows = []
     for region in measure.regionprops(labels.astype(np.int32), intensity_image=np.asarray(raw, np.float64)):
         y0, x0, y1, x1 = region.bbox
         rows.append({
-            "frame": frame, "label": region.label, "area": int(region.area),
+            "frame": frame, "label": region.label, "track": cell_of.get(region.label, "") if cell_of else "",
+            "area": int(region.area),
             "centroid_x": float(region.centroid[1]), "centroid_y": float(region.centroid[0]),
             "bbox_x0": x0, "bbox_y0": y0, "bbox_x1": x1, "bbox_y1": y1,
             "perimeter": float(region.perimeter), "major_axis": float(region.axis_major_length),
@@ -165,6 +224,11 @@ def list_frames(source: str) -> list[tuple[str, str]]:
     return [(os.path.splitext(os.path.basename(p))[0], p) for p in paths]
 
 
+def is_sequence(source: str) -> bool:
+    """Whether `source` is a CTC sequence folder (frames t000.tif ...), which is tracked."""
+    return os.path.isdir(source) and bool(ctc.sequence_frames(source))
+
+
 def result_path(source: str, output_dir: str, name: str) -> str:
     """Where a frame's labels go: NN_RES/maskTTT.tif for a CTC sequence folder NN, labels/<name>.tif otherwise."""
     frame = ctc.frame_index(name)
@@ -184,45 +248,123 @@ def check_writable(folder: str) -> None:
         raise ValueError(f"{folder}: cannot write there ({error.strerror or error})") from None
 
 
-def run_prediction(source: str, model_path: str, output_dir: str, tile: int = tiling.DEFAULT_TILE,
-                   overlap: int = tiling.DEFAULT_OVERLAP, overrides: dict | None = None, overlays: bool = False,
-                   progress=None, tta: bool = True) -> dict:
+def run_prediction(source: str, model_path: str, output_dir: str, tile: int = 0, overlap: int = -1,
+                   overrides: dict | None = None, overlays: bool = False, progress=None, tta: bool = True,
+                   max_pixels: int = tiling.MAX_TILE_PIXELS, track: bool = True, pixel_size: float | None = None,
+                   frame_interval: float | None = None) -> dict:
     """Segment every frame of `source` into `output_dir`; returns counts, the settings and the frames that failed.
 
-    `overrides` replace the tuned post-processing thresholds (see `postprocess_settings`); `tta`
+    `tile` 0 and `overlap` -1 choose them per frame (see `load_model`); `overrides`
+    replace the tuned post-processing thresholds (see `postprocess_settings`); `tta`
     averages the network's outputs over the 8 flips and quarter turns of each tile.
+    Frames stream (see the module's doc): the frames written before an error are kept.
+    A CTC sequence folder is tracked as it streams (`track`, `cellseg.tracking`):
+    one label per track in the masks, `res_track.txt` beside them, `tracks.csv`
+    (lengths and speeds in um and minutes with `pixel_size` and `frame_interval`).
     """
     frames = list_frames(source)
+    recorder = tracking.Recorder() if track and is_sequence(source) else None
     check_writable(output_dir)
-    model = load_model(model_path, tile)
+    model = load_model(model_path, tile, overlap, max_pixels)
     if tta:
         model = dataclasses.replace(model, predict=tiling.averaged_over_symmetries(model.predict))
     settings = postprocess_settings(model, overrides)
-    rows, failed = [], []
-    for done, (name, path) in enumerate(frames, start=1):
-        try:
-            raw = tiff.read(path)
-        except ValueError as error:
-            failed.append(str(error))
-            continue
-        if not np.isfinite(raw).all():
-            failed.append(f"{path}: holds NaN or infinite values; not segmented")
-            continue
-        _, labels = segment(raw, model, tile, overlap, settings)
-        out = result_path(source, output_dir, name)
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-        tiff.write_labels(out, labels)
-        rows += measure_cells(name, labels, raw)
-        if overlays:
-            os.makedirs(os.path.join(output_dir, "overlays"), exist_ok=True)
-            Image.fromarray(overlay(raw, labels)).save(os.path.join(output_dir, "overlays", f"{name}.png"))
-        if progress:
-            progress(done, len(frames))
-    os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, "cells.csv"), "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CELL_COLUMNS)
+    failed = []
+    with open(os.path.join(output_dir, "cells.csv"), "w", newline="") as table, \
+            futures.ThreadPoolExecutor(1, "cellseg-read") as reader, \
+            futures.ThreadPoolExecutor(1, "cellseg-instances") as finisher:
+        writer = csv.DictWriter(table, fieldnames=CELL_COLUMNS)
         writer.writeheader()
-        writer.writerows(rows)
-    return {"frames": len(frames) - len(failed), "cells": len(rows), "failed": failed,
-            "target": model.target, "postprocess": settings.to_dict(),
-            "tuned": model.postprocess is not None}
+
+        last = {}
+
+        def finish(batch, outputs):
+            rows = []
+            for (name, raw, _), output in zip(batch, outputs):
+                labels = instances.labels_from_outputs(output, settings)
+                if recorder:
+                    for _ in range(ctc.frame_index(name)[0] - recorder.tracker.frame - 1):  # unreadable frames
+                        recorder.add(np.zeros_like(labels))
+                    labels = recorder.add(labels)
+                out = result_path(source, output_dir, name)
+                os.makedirs(os.path.dirname(out), exist_ok=True)
+                tiff.write_labels(out, labels)
+                rows += measure_cells(name, labels, raw, recorder.tracker.cell if recorder else None)
+                last["raw"] = raw
+                if overlays:
+                    os.makedirs(os.path.join(output_dir, "overlays"), exist_ok=True)
+                    Image.fromarray(overlay(raw, labels)).save(os.path.join(output_dir, "overlays", f"{name}.png"))
+            return rows
+
+        pending = collections.deque()  # (instances of a batch, made while the network runs, its frames)
+        written = {"cells": 0, "frames": 0}
+
+        def collect():
+            rows, count = pending.popleft()
+            rows = rows.result()
+            writer.writerows(rows)
+            written["cells"] += len(rows)
+            written["frames"] += count
+            if progress:
+                progress(written["frames"] + len(failed), len(frames))
+
+        for batch, unread in _batches(_read_ahead(reader, frames), model):
+            failed += unread
+            if batch:
+                outputs = network_outputs(model, [image for _, _, image in batch])
+                pending.append((finisher.submit(finish, batch, outputs), len(batch)))
+            while len(pending) > 1:
+                collect()
+        while pending:
+            collect()
+    tracked = None
+    if recorder and written["frames"]:
+        folder = os.path.dirname(result_path(source, output_dir, frames[0][0]))
+        rows = recorder.write(folder, os.path.join(output_dir, tracking.TRACKS_TABLE), pixel_size, frame_interval)
+        tracked = {"tracks": len(rows), "divisions": len(recorder.tracker.divided)}
+        if overlays:
+            grey = (preprocess.percentile_stretch(last["raw"], 0.5, 99.5)[0] * 255).astype(np.uint8)
+            recorder.draw(os.path.join(output_dir, "overlays"), grey)
+    return {"frames": written["frames"], "cells": written["cells"], "failed": failed, "target": model.target,
+            "tracking": tracked,
+            "postprocess": settings.to_dict(), "tuned": model.postprocess is not None}
+
+
+READ_AHEAD = 4  # frames read and stretched ahead of the network
+
+
+def _read(name: str, path: str):
+    """(name, raw, stretched image) of a frame, or (name, None, the reason it cannot be segmented)."""
+    try:
+        raw = tiff.read(path)
+    except ValueError as error:
+        return name, None, str(error)
+    if not np.isfinite(raw).all():
+        return name, None, f"{path}: holds NaN or infinite values; not segmented"
+    return name, raw, stretched(raw)
+
+
+def _read_ahead(pool: futures.Executor, frames: list[tuple[str, str]]) -> Iterator[tuple]:
+    """`_read` of each frame in order, at most READ_AHEAD of them in flight."""
+    queue = collections.deque()
+    for name, path in frames:
+        queue.append(pool.submit(_read, name, path))
+        if len(queue) > READ_AHEAD:
+            yield queue.popleft().result()
+    while queue:
+        yield queue.popleft().result()
+
+
+def _batches(read: Iterator[tuple], model: Model) -> Iterator[tuple[list, list]]:
+    """(consecutive frames of one shape, predicted together; the frames met before them that cannot be
+    read), as many frames as `model.frames_per_call` allows."""
+    batch, unread = [], []
+    for name, raw, image in read:
+        if raw is None:
+            unread.append(image)
+            continue
+        if batch and (image.shape != batch[0][2].shape or len(batch) >= model.frames_per_call(image.shape)):
+            yield batch, unread
+            batch, unread = [], []
+        batch.append((name, raw, image))
+    yield batch, unread

@@ -20,12 +20,12 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from cellseg import augment, data, distribute, model, target_ops, targets
+from cellseg import augment, data, distribute, model, target_ops, targets, tiling
 
 
-def unet_of(architecture: dict, target: str, size: int | None = None) -> keras.Model:
-    """The U-Net of `architecture` (`model.Architecture`'s fields) for `target`, for `size` x `size` inputs
-    (default: the training patch)."""
+def unet_of(architecture: dict, target: str, size=None) -> keras.Model:
+    """The U-Net of `architecture` (`model.Architecture`'s fields) for `target`, for `size` x `size` (or
+    (height, width)) inputs (default: the training patch)."""
     shape = {key: value for key, value in architecture.items() if key != "patch_size"}
     return model.build_unet(size or architecture["patch_size"], outputs=targets.get(target).channels, **shape)
 
@@ -116,15 +116,44 @@ class Segmenter(keras.Model):
                 "target": self.target, "class_weights": list(self.class_weights)}
 
 
-def output_model(segmenter: Segmenter, size: int | None = None) -> keras.Model:
-    """The U-Net with its target's activation on top (`target_ops.activate`), optionally for `size` x `size` inputs.
+def output_model(segmenter: Segmenter, size=None) -> keras.Model:
+    """The U-Net with its target's activation on top (`target_ops.activate`), optionally for `size` x `size`
+    (or (height, width)) inputs.
 
     Outputs: the cell probability (binary), the background / interior / boundary
     probabilities (three_class), or the cell and neighbour distances (distance).
     """
     unet = segmenter.unet
-    if size is not None and size != unet.input.shape[1]:
-        unet = unet_of(segmenter.architecture, segmenter.target, size)
+    shape = None if size is None else (size, size) if isinstance(size, int) else tuple(size)
+    if shape is not None and shape != tuple(unet.input.shape[1:3]):
+        unet = unet_of(segmenter.architecture, segmenter.target, shape)
         unet.set_weights(segmenter.unet.get_weights())
     outputs = keras.layers.Activation(targets.get(segmenter.target).activation, dtype="float32", name="outputs")(unet.output)
     return keras.Model(unet.input, outputs, name=f"cellseg_{segmenter.target}")
+
+
+class Network:
+    """`segmenter`'s outputs for tiles of any shape: tiles [n, h, w, 1] -> outputs [n, h, w, C].
+
+    One Keras model per tile shape, built on its first use and kept (the last
+    `SHAPES_KEPT`): a time-lapse of one frame size builds one model, traced once.
+    """
+
+    SHAPES_KEPT = 4
+
+    def __init__(self, segmenter: Segmenter):
+        self.segmenter = segmenter
+        self.models: dict[tuple[int, int], keras.Model] = {}
+
+    def __call__(self, tiles):
+        shape = tuple(tiles.shape[1:3])
+        if shape not in self.models:
+            if len(self.models) >= self.SHAPES_KEPT:
+                self.models.pop(next(iter(self.models)))
+            self.models[shape] = output_model(self.segmenter, shape)
+        return self.models[shape].predict_on_batch(tiles)
+
+    def layout(self, height: int, width: int, max_pixels: int = tiling.MAX_TILE_PIXELS):
+        """(tile, overlap) for a frame (`tiling.choose` with this network's stride and receptive field)."""
+        depth = self.segmenter.architecture["depth"]
+        return tiling.choose(height, width, 2**depth, model.receptive_radius(depth), max_pixels)

@@ -11,20 +11,20 @@ from cellseg import data, instances, run_folder, segmenter, tiling
 from cellseg.progress import Progress
 
 TUNE_FRAMES = 32
+FEW_CELLS = 20
 
 
 def tune(trained: segmenter.Segmenter, records: data.Records, model_dir: str, log=print) -> dict:
     """Choose the post-processing thresholds that maximise SEG on the whole validation frames.
 
-    The frames are predicted as `cellseg-predict` does (overlap-tile at its
-    default tile size, test-time augmented); the result goes to `postprocess.json`. Of more than
+    The frames are predicted as `cellseg-predict` does (whole, or in tiles when
+    large, test-time augmented); the result goes to `postprocess.json`. Of more than
     `TUNE_FRAMES` validation frames, every n-th is used (at most `TUNE_FRAMES`).
+    With fewer than `FEW_CELLS` validation cells, a warning says the thresholds rest on little.
     """
-    depth = trained.architecture["depth"]
-    tile = -(-tiling.DEFAULT_TILE // 2**depth) * 2**depth
-    network = segmenter.output_model(trained, tile)
+    network = segmenter.Network(trained)
     # As cellseg-predict does by default: outputs averaged over the 8 flips and quarter turns.
-    predict_batch = tiling.averaged_over_symmetries(network.predict_on_batch)
+    predict_batch = tiling.averaged_over_symmetries(network)
     # At most TUNE_FRAMES frames, evenly spread: memory stays bounded on long sequences.
     count = records.description["counts"]["val"]
     stride = max(1, -(-count // TUNE_FRAMES))
@@ -33,7 +33,7 @@ def tune(trained: segmenter.Segmenter, records: data.Records, model_dir: str, lo
     for index, (image, labels) in enumerate(data.validation_frames(records)):
         if index % stride:
             continue
-        predicted = tiling.predict_outputs(predict_batch, image, tile, tiling.DEFAULT_OVERLAP)
+        predicted = tiling.predict_outputs(predict_batch, image, *network.layout(*image.shape))
         outputs.append(predicted)
         references.append(labels)
         predicting(len(outputs), -(-count // stride))
@@ -41,6 +41,10 @@ def tune(trained: segmenter.Segmenter, records: data.Records, model_dir: str, lo
                                    progress=Progress("tuning post-processing on validation frames"))
     tuned = {**settings.to_dict(), "seg": seg, "tta": True, "frames": len(outputs),
              "objects": int(sum(len(np.unique(r[r > 0])) for r in references))}
+    if tuned["objects"] < FEW_CELLS:
+        log(f"warning: post-processing tuned on {tuned['objects']} validation cell(s) only (fewer than "
+            f"{FEW_CELLS}); its thresholds may not hold on other frames: give the validation split more "
+            "frames (cellseg-convert --val_fraction or --val_sequences), or set them in cellseg-predict")
     with open(os.path.join(model_dir, run_folder.POSTPROCESS), "w") as handle:
         json.dump(tuned, handle, indent=2)
     log(f"post-processing tuned on {len(outputs)} validation frame(s): "

@@ -186,3 +186,41 @@ def test_settings_round_trip_and_defaults():
 def test_invalid_settings_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         instances.Postprocess(**kwargs)
+
+
+def _filled_by_flooding(labels):
+    """The hole filling rule, pixel by pixel: flood each background region (4-connected); fill it with the
+    one label it borders, unless it reaches the frame's edge or borders two labels."""
+    labels = labels.copy()
+    height, width = labels.shape
+    seen = np.zeros(labels.shape, bool)
+    for start in zip(*np.nonzero(labels == 0)):
+        if seen[start]:
+            continue
+        region, stack, borders, edge = [], [start], set(), False
+        seen[start] = True
+        while stack:
+            y, x = stack.pop()
+            region.append((y, x))
+            for ny, nx in ((y + 1, x), (y - 1, x), (y, x + 1), (y, x - 1)):
+                if not (0 <= ny < height and 0 <= nx < width):
+                    edge = True
+                elif labels[ny, nx]:
+                    borders.add(int(labels[ny, nx]))
+                elif not seen[ny, nx]:
+                    seen[ny, nx] = True
+                    stack.append((ny, nx))
+        if not edge and len(borders) == 1:
+            for pixel in region:
+                labels[pixel] = next(iter(borders))
+    return labels
+
+
+def test_hole_filling_equals_flooding_each_background_region():
+    rng = np.random.default_rng(0)
+    for trial in range(60):
+        labels = rng.integers(1, 4, (rng.integers(8, 30), rng.integers(8, 30)))
+        labels = np.where(rng.random(labels.shape) < 0.35, 0, labels)
+        if trial % 2:
+            labels = np.kron(labels, np.ones((2, 2), labels.dtype))  # wider holes
+        np.testing.assert_array_equal(instances._fill_holes(labels), _filled_by_flooding(labels))

@@ -31,9 +31,60 @@ def test_tiled_prediction_equals_whole_padded_frame_prediction(target, channels)
     assert np.abs(tiled - expected).max() < 1e-3
 
 
+@pytest.mark.parametrize("depth", [1, 2])
+def test_the_receptive_radius_bounds_what_an_input_pixel_changes(depth):
+    import keras
+
+    from cellseg import model
+
+    keras.utils.set_random_seed(depth)
+    net = model.build_unet(128, base_filters=4, depth=depth)
+    image = np.random.default_rng(depth).random((1, 128, 128, 1)).astype(np.float32)
+    before = net.predict_on_batch(image)[0, ..., 0]
+    for row, col in ((64, 64), (61, 67)):  # on and off the pooling grid
+        poked = image.copy()
+        poked[0, row, col, 0] += 1.0
+        rows, cols = np.nonzero(np.abs(net.predict_on_batch(poked)[0, ..., 0] - before) > 1e-6)
+        reach = max(np.abs(rows - row).max(), np.abs(cols - col).max())
+        assert model.receptive_radius(depth) >= reach > model.receptive_radius(depth) // 2
+
+
+def test_a_whole_frame_equals_the_overlap_tiles_in_the_interior_and_builds_one_model_per_shape():
+    image = np.random.default_rng(3).random((150, 170)).astype(np.float32)
+    net = segmenter.Segmenter(32, base_filters=4, depth=2, target="three_class")
+    network = segmenter.Network(net)
+    tile, overlap = network.layout(150, 170)
+    assert (tile, overlap) == ((152, 172), 0)  # the frame, padded to a multiple of 2**depth (4)
+    whole = tiling.predict_outputs(network, image, tile, overlap)
+    tiled = tiling.predict_outputs(segmenter.output_model(net, 96).predict_on_batch, image, 96, 64)
+    radius = 29  # model.receptive_radius(2): beyond it the frame's edge is out of sight
+    np.testing.assert_allclose(whole[radius:-radius, radius:-radius], tiled[radius:-radius, radius:-radius],
+                               atol=1e-3)
+    tiling.predict_outputs(network, image[:100], *network.layout(100, 170))
+    tiling.predict_outputs(network, image, tile, overlap)
+    assert sorted(network.models) == [(100, 172), (152, 172)]  # the second 150 x 170 frame reused its model
+    # Test-time augmentation of an oblong frame: quarter turns need the turned shape too.
+    averaged = tiling.predict_outputs(tiling.averaged_over_symmetries(network), image, tile, overlap)
+    assert averaged.shape == (150, 170, 3) and (172, 152) in network.models
+    np.testing.assert_allclose(averaged.sum(-1), 1.0, rtol=1e-5)
+
+
+def test_tiles_with_the_derived_overlap_equal_one_pass_over_the_padded_frame():
+    image = np.random.default_rng(4).random((150, 170)).astype(np.float32)
+    net = segmenter.Segmenter(32, base_filters=4, depth=2, target="binary")
+    network = segmenter.Network(net)
+    tile, overlap = network.layout(150, 170, max_pixels=96 * 96)
+    assert (tile, overlap) == ((96, 96), 64)
+    tiled = tiling.predict_outputs(network, image, tile, overlap)
+    _, _, _, padding = tiling.tile_layout(150, 170, tile, overlap)
+    padded = np.pad(image, padding, mode="symmetric")
+    whole = segmenter.output_model(net, padded.shape).predict_on_batch(padded[None, ..., None])[0]
+    np.testing.assert_allclose(tiled, whole[32 : 32 + 150, 32 : 32 + 170], atol=1e-4)
+
+
 def test_layout_covers_the_frame_and_refuses_bad_overlaps():
-    stride, down, across, ((top, bottom), (left, right)) = tiling.tile_layout(1000, 1300, 256, 64)
-    assert stride == 192 and down * stride >= 1000 and across * stride >= 1300
+    (stride, wide), down, across, ((top, bottom), (left, right)) = tiling.tile_layout(1000, 1300, 256, 64)
+    assert stride == wide == 192 and down * stride >= 1000 and across * stride >= 1300
     assert top == left == 32 and top + 1000 + bottom == down * stride + 64
     with pytest.raises(ValueError, match="overlap"):
         tiling.tile_layout(100, 100, 64, 64)
@@ -75,10 +126,18 @@ def test_ctc_sequence_gives_challenge_names_and_cells_csv(tiny_model, fluo_datas
     assert result["frames"] == 4 and result["failed"] == []
     assert result["target"] == "binary" and not result["tuned"] and result["postprocess"]["min_size"] == 0
     names = sorted(os.listdir(tmp_path / "02_RES"))
-    assert names == ["mask000.tif", "mask001.tif", "mask002.tif", "mask003.tif"]
+    assert names == ["mask000.tif", "mask001.tif", "mask002.tif", "mask003.tif", "res_track.txt"]
+    from cellseg import ctc
+
+    spans = {label: (first, last) for label, first, last, _ in ctc.read_tracks(tmp_path / "02_RES" / "res_track.txt")}
+    for row in csv.DictReader(open(tmp_path / "cells.csv")):  # every cell's label is a track alive in its frame
+        first, last = spans[int(row["label"])]
+        assert first <= int(row["frame"][1:]) <= last and row["track"]
+    assert os.path.exists(tmp_path / "tracks.csv")
     labels = tiff.read(tmp_path / "02_RES" / "mask002.tif")
     assert labels.dtype == np.uint16 and labels.shape == (96, 96)
-    assert sorted(os.listdir(tmp_path / "overlays")) == ["t000.png", "t001.png", "t002.png", "t003.png"]
+    assert sorted(os.listdir(tmp_path / "overlays")) == ["lineage.png", "t000.png", "t001.png", "t002.png",
+                                                         "t003.png", "trajectories.png"]
     rows = list(csv.DictReader(open(tmp_path / "cells.csv")))
     assert len(rows) == result["cells"]
     with open(tmp_path / "cells.csv") as handle:
@@ -120,7 +179,8 @@ def test_a_bad_frame_is_named_and_the_others_are_written(tiny_model, fluo_datase
     (sequence / "t002.tif").write_bytes(b"II*\x00 truncated")
     result = predict.run_prediction(str(sequence), tiny_model, str(tmp_path / "out"), 64, 32)
     assert result["frames"] == 3 and len(result["failed"]) == 1 and "t002.tif" in result["failed"][0]
-    assert sorted(os.listdir(tmp_path / "out" / "01_RES")) == ["mask000.tif", "mask001.tif", "mask003.tif"]
+    assert sorted(os.listdir(tmp_path / "out" / "01_RES")) == ["mask000.tif", "mask001.tif", "mask003.tif",
+                                                              "res_track.txt"]
 
 
 def test_a_file_that_is_not_a_cellseg_model_is_refused_by_name(tmp_path):
@@ -129,16 +189,16 @@ def test_a_file_that_is_not_a_cellseg_model_is_refused_by_name(tmp_path):
     bogus = tmp_path / "notes.keras"
     bogus.write_text("not a model")
     with pytest.raises(ValueError, match="notes.keras: not a readable .keras file"):
-        predict.load_model(str(bogus), 64)
+        predict.load_model(str(bogus))
     with pytest.raises(ValueError, match="gone.keras: no such file or folder"):
-        predict.load_model(str(tmp_path / "gone.keras"), 64)
+        predict.load_model(str(tmp_path / "gone.keras"))
     (tmp_path / "folder").mkdir()
     with pytest.raises(ValueError, match="folder: a folder that is neither a run folder"):
-        predict.load_model(str(tmp_path / "folder"), 64)
+        predict.load_model(str(tmp_path / "folder"))
     plain = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(1, 1)])
     plain.save(tmp_path / "plain.keras")
     with pytest.raises(ValueError, match="not a cellseg model"):
-        predict.load_model(str(tmp_path / "plain.keras"), 64)
+        predict.load_model(str(tmp_path / "plain.keras"))
 
 
 def test_an_export_folder_predicts_like_the_keras_model(tiny_model, tmp_path):
@@ -148,7 +208,7 @@ def test_an_export_folder_predicts_like_the_keras_model(tiny_model, tmp_path):
     segmenter.output_model(net).export(str(tmp_path / "export"), verbose=False)
     tiles = np.random.default_rng(2).random((3, 32, 32, 1)).astype(np.float32)
     from_export = predict.load_model(str(tmp_path / "export"), 32)
-    from_keras = predict.load_model(tiny_model, 32)
+    from_keras = predict.load_model(tiny_model)
     assert from_export.target == from_keras.target == "binary"
     np.testing.assert_allclose(from_export.predict(tiles), from_keras.predict(tiles), atol=1e-5)
     with pytest.raises(ValueError, match="--tile_size=32"):
@@ -172,14 +232,14 @@ def test_the_target_and_tuned_thresholds_come_from_the_run_folder(tmp_path):
              "fill_holes": True, "seg": 0.9}
     (run / "postprocess.json").write_text(json.dumps(tuned))
     for path in (run, run / "checkpoints" / "best.keras", run / "export"):
-        model = predict.load_model(str(path), 32)
+        model = predict.load_model(str(path))
         assert model.target == "three_class" and model.postprocess == tuned
         settings = predict.postprocess_settings(model, {"seed_threshold": 0.6, "min_size": None})
         assert (settings.mask_threshold, settings.seed_threshold, settings.min_size) == (0.35, 0.6, 7)
         assert model.predict(np.zeros((2, 32, 32, 1), np.float32)).shape == (2, 32, 32, 3)
     (run / "postprocess.json").write_text(json.dumps({**tuned, "target": "distance"}))
     with pytest.raises(ValueError, match="for target distance"):
-        predict.load_model(str(run), 32)
+        predict.load_model(str(run))
 
 
 def test_an_export_is_not_run_when_it_is_loaded(tmp_path):
@@ -215,7 +275,7 @@ def test_a_frame_holding_nan_is_refused_by_name_and_the_others_are_written(tiny_
     result = predict.run_prediction(str(sequence), tiny_model, str(tmp_path / "out"), 64, 32)
     assert result["frames"] == 2 and len(result["failed"]) == 2
     assert all("NaN or infinite" in reason for reason in result["failed"])
-    assert sorted(os.listdir(tmp_path / "out" / "01_RES")) == ["mask000.tif", "mask003.tif"]
+    assert sorted(os.listdir(tmp_path / "out" / "01_RES")) == ["mask000.tif", "mask003.tif", "res_track.txt"]
 
 
 def test_an_output_folder_that_cannot_be_written_is_refused_first(tiny_model, fluo_dataset, tmp_path):
@@ -231,4 +291,27 @@ def test_a_keras_file_carrying_code_is_refused_by_safe_mode(tmp_path):
     carrier = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Lambda(lambda x: x * 2)])
     carrier.save(tmp_path / "carrier.keras")
     with pytest.raises(ValueError, match="carrier.keras: not a cellseg model .*(unsafe|safe_mode)"):
-        predict.load_model(str(tmp_path / "carrier.keras"), 64)
+        predict.load_model(str(tmp_path / "carrier.keras"))
+
+
+def test_frames_stream_in_batches_of_one_size_and_equal_frame_by_frame_segmentation(tiny_model, tmp_path,
+                                                                                  monkeypatch):
+    from cellseg import tiff
+
+    rng = np.random.default_rng(5)
+    shapes = [(40, 56), (40, 56), (36, 36), (40, 56), (40, 56)]
+    for index, shape in enumerate(shapes):
+        tiff.write(tmp_path / f"f{index}.tif", rng.integers(0, 4000, shape).astype(np.uint16))
+    seen = []
+    call = segmenter.Network.__call__
+    monkeypatch.setattr(segmenter.Network, "__call__", lambda self, tiles: seen.append(tiles.shape) or call(self, tiles))
+    done = []
+    result = predict.run_prediction(str(tmp_path / "f*.tif"), tiny_model, str(tmp_path / "out"), tta=False,
+                                    overrides={"min_size": 0}, progress=lambda i, n: done.append((i, n)))
+    assert result["frames"] == 5 and done[-1] == (5, 5)
+    assert seen == [(2, 40, 56, 1), (1, 36, 36, 1), (2, 40, 56, 1)]  # whole frames, one size per call
+    model = predict.load_model(tiny_model)
+    settings = predict.postprocess_settings(model, {"min_size": 0})
+    for index in range(5):
+        _, alone = predict.segment(tiff.read(tmp_path / f"f{index}.tif"), model, settings)
+        np.testing.assert_array_equal(tiff.read(tmp_path / "out" / "labels" / f"f{index}.tif"), alone)

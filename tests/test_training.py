@@ -212,7 +212,8 @@ def predicts_and_evaluates_from_the_command_line(run_dir, target, channels, fluo
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     assert f"target {target}; post-processing: mask threshold {tuned['mask_threshold']:g}" in predicted.stdout
     assert "tuned on validation (postprocess.json)" in predicted.stdout
-    assert sorted(os.listdir(out / "02_RES")) == [f"mask00{t}.tif" for t in range(4)]
+    assert sorted(os.listdir(out / "02_RES")) == [f"mask00{t}.tif" for t in range(4)] + ["res_track.txt"]
+    assert "tracked:" in predicted.stdout
     # (cellseg-evaluate's command line is tested in test_evaluate.py; it does not depend on the target.)
     report = evaluate.evaluate(str(out / "02_RES"), str(fluo_dataset / "02_GT" / "SEG"))
     assert report["cellseg"]["frames"] == 2 and report["missing_predictions"] == []

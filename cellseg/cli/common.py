@@ -35,3 +35,12 @@ def start(argv: list[str]) -> None:
 def fail(command: str, message) -> NoReturn:
     """Exit with status 1 and one line on stderr: `command: message`."""
     sys.exit(f"{command}: {message}")
+
+
+def define_units(module: str):
+    """--pixel_size and --frame_interval, for the commands that measure tracks (predict, track), listed by
+    the `module` command's --help."""
+    return (flags.DEFINE_float("pixel_size", None, "Pixel size in micrometres: track lengths and speeds in um "
+                               "(else px).", lower_bound=0, module_name=module),
+            flags.DEFINE_float("frame_interval", None, "Minutes between frames: speeds per minute (else per "
+                               "frame).", lower_bound=0, module_name=module))

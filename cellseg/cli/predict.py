@@ -20,9 +20,14 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "A cellseg model: a run folder, its checkpoints/best.keras, or its export/.")
 flags.DEFINE_string("input", None, "A CTC sequence folder (e.g. data/X/02), a TIFF, or a glob of TIFFs.")
 flags.DEFINE_string("output_dir", None, "Where NN_RES/ (or labels/), cells.csv and overlays/ go.")
-flags.DEFINE_integer("tile_size", tiling.DEFAULT_TILE, "Square tile side; a multiple of 2**depth.", lower_bound=16)
-flags.DEFINE_integer("overlap", tiling.DEFAULT_OVERLAP, "Overlap of neighbouring tiles (even); half of it is the seam "
-                     "margin.", lower_bound=0)
+flags.DEFINE_integer("tile_size", 0, "Square tile side, a multiple of 2**depth; 0: the whole frame when it "
+                     "holds at most --max_tile_pixels, else the largest square tile under that (an export: its "
+                     "own tile size).", lower_bound=0)
+flags.DEFINE_integer("overlap", -1, "Overlap of neighbouring tiles (even), with --tile_size; -1: twice the "
+                     "network's receptive radius (an export: 64, at most half its tile).", lower_bound=-1)
+flags.DEFINE_integer("max_tile_pixels", tiling.MAX_TILE_PIXELS, "Pixels per network call (tiles x their "
+                     "pixels): bounds the memory the network needs; frames of one size are batched up to it.",
+                     lower_bound=1)
 flags.DEFINE_float("mask_threshold", None, "Cell mask threshold: cell probability (binary, three_class) or "
                    "cell distance (distance). Default: postprocess.json, else the target's default.")
 flags.DEFINE_float("seed_threshold", None, "Seed threshold: h-maxima height in px (binary), interior "
@@ -30,6 +35,9 @@ flags.DEFINE_float("seed_threshold", None, "Seed threshold: h-maxima height in p
 flags.DEFINE_integer("min_size", None, "Objects of fewer pixels are dropped. Default: as above.", lower_bound=0)
 flags.DEFINE_bool("tta", True, "Test-time augmentation: average the outputs over the 8 flips and quarter turns "
                   "(SEG +0.02 to +0.04 in benchmarks/quality.py, for 8 times the prediction time; --notta: faster).")
+flags.DEFINE_bool("track", True, "Track a CTC sequence folder's cells: one label per track, res_track.txt, "
+                  "tracks.csv (--notrack: frames alone).")
+_PIXEL_SIZE, _FRAME_INTERVAL = common.define_units(__name__)
 flags.DEFINE_bool("overlays", False, "Write overlays/<frame>.png with cell contours over each frame.")
 flags.mark_flags_as_required(["model", "input", "output_dir"])
 
@@ -40,7 +48,8 @@ def main(argv):
                  "min_size": FLAGS.min_size}
     try:
         result = predict.run_prediction(FLAGS.input, FLAGS.model, FLAGS.output_dir, FLAGS.tile_size, FLAGS.overlap,
-                                        overrides, FLAGS.overlays, Progress("segmenting frames"), FLAGS.tta)
+                                        overrides, FLAGS.overlays, Progress("segmenting frames"), FLAGS.tta,
+                                        FLAGS.max_tile_pixels, FLAGS.track, _PIXEL_SIZE.value, _FRAME_INTERVAL.value)
     except ValueError as error:
         common.fail("cellseg-predict", error)
     except KeyboardInterrupt:
@@ -52,6 +61,9 @@ def main(argv):
           f"{', with flags' if any(v is not None for v in overrides.values()) else ''})")
     print(f"segmented {result['frames']} frame(s), {result['cells']} cells; "
           f"labels and cells.csv in {FLAGS.output_dir}")
+    if result["tracking"]:
+        print(f"tracked: {result['tracking']['tracks']} cell track(s), {result['tracking']['divisions']} division(s); "
+              f"res_track.txt beside the labels, tracks.csv in {FLAGS.output_dir}")
     if result["failed"]:
         for reason in result["failed"]:
             print(f"failed: {reason}", file=sys.stderr)

@@ -1,0 +1,51 @@
+"""cellseg-track: link the labels of a time-lapse's frames into tracks, with per-track motility.
+
+    cellseg-track --input=out/02_RES                        # cellseg-predict's results, relabelled in place
+    cellseg-track --input=other_tool/labels --output_dir=tracked --pixel_size=0.65 --frame_interval=5
+
+Reads a folder of label TIFFs (maskTTT.tif, the truth's man_trackTTT.tif, or any
+TIFFs in name order; another tool's segmentation too) and writes, into
+--output_dir (default: the input folder), the masks relabelled so that one label
+is one track, the challenge's `res_track.txt` and `tracks.csv`. Loads no
+TensorFlow (`cellseg.tracking`).
+"""
+
+from __future__ import annotations
+
+from absl import flags
+
+from cellseg import tracking
+from cellseg.cli import common
+from cellseg.progress import Progress
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("input", None, "A folder of label TIFFs, one per frame (e.g. out/02_RES).")
+flags.DEFINE_string("output_dir", None, "Where the relabelled masks, res_track.txt and tracks.csv go "
+                    "(default: --input; the segmentation itself is unchanged).")
+_PIXEL_SIZE, _FRAME_INTERVAL = common.define_units(__name__)
+flags.DEFINE_integer("max_gap", tracking.Config.max_gap, "Frames a cell may be missing and still be linked.",
+                     lower_bound=0)
+flags.DEFINE_bool("drift", tracking.Config.drift, "Estimate and remove a global shift between frames.")
+flags.DEFINE_bool("overlays", False, "Also draw overlays/trajectories.png (the paths over the last mask) and "
+                  "overlays/lineage.png.")
+flags.mark_flags_as_required(["input"])
+
+
+def main(argv):
+    common.start(argv)
+    try:
+        result = tracking.track_folder(FLAGS.input, FLAGS.output_dir or FLAGS.input,
+                                       tracking.Config(max_gap=FLAGS.max_gap, drift=FLAGS.drift), _PIXEL_SIZE.value,
+                                       _FRAME_INTERVAL.value, Progress("tracking frames"), FLAGS.overlays)
+    except ValueError as error:
+        common.fail("cellseg-track", error)
+    print(f"tracked {result['frames']} frame(s): {result['tracks']} cell track(s), {result['divisions']} "
+          f"division(s); res_track.txt and tracks.csv in {FLAGS.output_dir or FLAGS.input}")
+
+
+def run():
+    common.run(main, __name__)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,152 @@
+import os
+
+import numpy as np
+import pytest
+
+from cellseg import tracking
+
+
+def disc(shape, centre, radius):
+    rows, cols = np.ogrid[: shape[0], : shape[1]]
+    return (rows - centre[0]) ** 2 + (cols - centre[1]) ** 2 <= radius**2
+
+
+def frames_of(*per_frame, shape=(80, 120)):
+    """Label frames from lists of (label, centre, radius); labels are arbitrary, as a segmentation's are."""
+    frames = []
+    for discs in per_frame:
+        labels = np.zeros(shape, np.uint16)
+        for label, centre, radius in discs:
+            labels[disc(shape, centre, radius)] = label
+        frames.append(labels)
+    return frames
+
+
+def track(frames, **config):
+    tracker = tracking.Tracker(tracking.Config(**config))
+    return [tracker.add(f) for f in frames], tracker
+
+
+def label_at(labels, point):
+    return int(labels[point])
+
+
+def test_a_disc_moving_5_px_per_frame_keeps_one_label():
+    frames = frames_of(*[[(7 + t, (40, 20 + 5 * t), 10)] for t in range(10)])  # its label changes each frame
+    out, tracker = track(frames)
+    assert {label_at(f, (40, 20 + 5 * t)) for t, f in enumerate(out)} == {1}
+    assert tracker.rows() == [(1, 0, 9, 0)]
+
+
+def test_two_crossing_discs_keep_their_labels():
+    # One moves right along row 30, the other down column 60: their paths cross at (30, 60), the second
+    # disc passing it at frame 4 and the first at frame 8, brushing past each other in between.
+    a = [(30, 20 + 5 * t) for t in range(13)]
+    b = [(10 + 5 * t, 60) for t in range(13)]
+    frames = frames_of(*[[(1 + t % 2, a[t], 6), (2 - t % 2, b[t], 6)] for t in range(13)], shape=(100, 120))
+    out, tracker = track(frames)
+    first = {label_at(f, a[t]) for t, f in enumerate(out)}
+    second = {label_at(f, b[t]) for t, f in enumerate(out)}
+    assert len(first) == 1 and len(second) == 1 and first != second and 0 not in first | second
+    assert len(tracker.rows()) == 2
+
+
+def test_a_disc_splitting_in_two_gives_one_parent_and_two_children():
+    before = [[(5, (40, 60), 14)] for _ in range(3)]
+    after = [[(3, (40, 50), 10), (9, (40, 70), 10)] for _ in range(3)]
+    out, tracker = track(frames_of(*before, *after))
+    assert tracker.rows() == [(1, 0, 2, 0), (2, 3, 5, 1), (3, 3, 5, 1)]
+    assert {label_at(out[4], (40, 50)), label_at(out[4], (40, 70))} == {2, 3}
+
+
+def test_a_disc_missing_for_one_frame_is_bridged_and_stays_one_cell():
+    discs = [[(1, (40, 30 + 3 * t), 10)] if t != 3 else [] for t in range(7)]
+    discs[3] = [(4, (10, 110), 5)]  # something else elsewhere, so the frame is not empty
+    out, tracker = track(frames_of(*discs))
+    before, after = label_at(out[2], (40, 36)), label_at(out[4], (40, 42))
+    rows = {label: (first, last, parent) for label, first, last, parent in tracker.rows()}
+    # The challenge's format: the part after the gap is a new label whose parent is the part before.
+    assert rows[before] == (0, 2, 0) and rows[after] == (4, 6, before)
+    assert tracker.lineages()[after] == before  # one cell
+
+
+def test_a_whole_frame_shifted_by_40_px_links_correctly():
+    cells = [(1, (30, 30), 7), (2, (30, 52), 7), (3, (52, 40), 7), (4, (60, 70), 7)]
+    moved = [(label + 10, (y, x + 40), r) for label, (y, x), r in cells]
+    out, tracker = track(frames_of(cells, moved, shape=(100, 140)))
+    for (_, (y, x), _), (_, (y2, x2), _) in zip(cells, moved):
+        assert label_at(out[0], (y, x)) == label_at(out[1], (y2, x2))
+    assert len(tracker.rows()) == 4
+    # Without drift correction the 40 px jump is four new cells.
+    _, plain = track(frames_of(cells, moved, shape=(100, 140)), drift=False)
+    assert len(plain.rows()) == 8
+
+
+def test_global_shift_is_zero_for_cells_moving_on_their_own():
+    before = frames_of([(1, (20, 20), 6), (2, (50, 80), 6)])[0]
+    after = frames_of([(1, (22, 19), 6), (2, (49, 83), 6)])[0]
+    assert tracking.global_shift(before, after) == (0, 0)
+    assert tracking.global_shift(before, tracking.shifted(before, (-7, 12))) == (-7, 12)
+
+
+def test_frames_of_another_shape_are_refused():
+    tracker = tracking.Tracker()
+    tracker.add(np.zeros((10, 10), np.uint16))
+    with pytest.raises(ValueError, match="frame 1 is"):
+        tracker.add(np.zeros((10, 12), np.uint16))
+
+
+def test_speeds_and_path_lengths_of_a_disc_on_a_known_path_equal_hand_computed_values(tmp_path):
+    import csv
+
+    from cellseg import tiff
+
+    path = [(40, 20), (40, 26), (48, 32), (48, 32), (40, 38)]  # steps of 6, 10, 0 and 10 px
+    for t, centre in enumerate(path):
+        labels = np.zeros((90, 90), np.uint16)
+        labels[disc(labels.shape, centre, 9)] = 3
+        tiff.write_labels(tmp_path / f"frame_{t}.tif", labels)
+    result = tracking.track_folder(str(tmp_path), str(tmp_path / "out"), pixel_size=0.5, frame_interval=2.0)
+    assert result == {"frames": 5, "labels": 1, "tracks": 1, "divisions": 0}
+    (row,) = list(csv.DictReader(open(tmp_path / "out" / "tracks.csv")))
+    assert float(row["path_length_um"]) == pytest.approx(0.5 * 26)
+    assert float(row["net_displacement_um"]) == pytest.approx(0.5 * 18)
+    assert float(row["mean_speed_um_per_min"]) == pytest.approx(0.5 * 26 / (4 * 2.0))
+    assert float(row["max_speed_um_per_min"]) == pytest.approx(0.5 * 10 / 2.0)
+    assert float(row["straightness"]) == pytest.approx(18 / 26)
+    assert float(row["mean_area_um2"]) == pytest.approx(0.25 * np.count_nonzero(disc((90, 90), (40, 20), 9)))
+    assert (row["first_frame"], row["last_frame"], row["frames"], row["divides"]) == ("0", "4", "5", "0")
+    assert sorted(os.listdir(tmp_path / "out")) == [*(f"frame_{t}.tif" for t in range(5)), "res_track.txt",
+                                                    "tracks.csv"]
+
+
+def test_tracking_the_truth_masks_scores_tra_1_with_the_challenge_measures(fluo_dataset, tmp_path):
+    from cellseg import evaluate
+
+    result = tracking.track_folder(str(fluo_dataset / "02_GT" / "TRA"), str(tmp_path / "02_RES"))
+    assert result["frames"] == len(os.listdir(fluo_dataset / "02")) and sorted(os.listdir(tmp_path / "02_RES"))[0] \
+        == "mask000.tif"
+    scores = evaluate.tracking_scores(str(tmp_path / "02_RES"), str(fluo_dataset / "02_GT"))
+    assert scores == {"tra": 1.0, "det": 1.0, "lnk": 1.0}
+
+
+def test_the_track_command_tracks_another_tools_labels_and_refuses_a_missing_folder(tmp_path):
+    import subprocess
+    import sys
+
+    from cellseg import ctc, tiff
+
+    for t in range(3):
+        labels = np.zeros((60, 60), np.uint16)
+        labels[disc(labels.shape, (30, 15 + 4 * t), 8)] = 40 + t  # another tool numbers its objects its own way
+        tiff.write_labels(tmp_path / f"seg_{t:02d}.tif", labels)
+    done = subprocess.run([sys.executable, "-m", "cellseg.cli.track", f"--input={tmp_path}",
+                           f"--output_dir={tmp_path / 'tracked'}"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "tracked 3 frame(s): 1 cell track(s), 0 division(s)" in done.stdout
+    assert ctc.read_tracks(tmp_path / "tracked" / "res_track.txt") == [(1, 0, 2, 0)]
+    assert tiff.read(tmp_path / "tracked" / "seg_02.tif")[30, 23] == 1
+    missing = subprocess.run([sys.executable, "-m", "cellseg.cli.track", f"--input={tmp_path / 'nowhere'}"],
+                             capture_output=True, text=True)
+    assert missing.returncode == 1 and missing.stderr.strip().splitlines()[-1] == \
+        f"cellseg-track: {tmp_path / 'nowhere'}: no such folder"
