@@ -95,7 +95,7 @@ def score(run: str, data: str, truth: str, extra: list[str]) -> dict:
         return json.load(handle)
 
 
-def measure(name: str, budget: str, only: list[str]) -> list[dict]:
+def measure(name: str, budget: str, only: list[str], reuse: bool = False) -> list[dict]:
     work = os.path.join(SCRATCH, name.replace(" ", "-"))
     os.makedirs(work, exist_ok=True)
     data = dataset(name, work)
@@ -108,11 +108,17 @@ def measure(name: str, budget: str, only: list[str]) -> list[dict]:
         if method not in only:
             continue
         run = os.path.join(work, f"{budget}-{method.replace(' ', '-')}")
-        shutil.rmtree(run, ignore_errors=True)
-        start = time.monotonic()
-        tool("cellseg-train", f"--records_dir={converted}", f"--model_dir={run}", f"--epochs={epochs}",
-             f"--steps_per_epoch={steps}", *COMMON, *flags)
-        seconds = time.monotonic() - start
+        timing = os.path.join(run, "train_seconds.txt")
+        if reuse and os.path.exists(timing):  # scored again with today's prediction, not trained again
+            seconds = float(open(timing).read())
+        else:
+            shutil.rmtree(run, ignore_errors=True)
+            start = time.monotonic()
+            tool("cellseg-train", f"--records_dir={converted}", f"--model_dir={run}", f"--epochs={epochs}",
+                 f"--steps_per_epoch={steps}", *COMMON, *flags)
+            seconds = time.monotonic() - start
+            with open(timing, "w") as handle:
+                handle.write(f"{seconds:.1f}\n")
         report = score(run, data, truth, predict_flags)
         if not rows:
             rows.append({"dataset": name, "budget": budget, "method": "Otsu + watershed", **report["otsu"]})
@@ -136,13 +142,15 @@ def main():
     parser.add_argument("--budgets", default=",".join(BUDGETS), help="comma-separated: " + ", ".join(BUDGETS))
     parser.add_argument("--methods", default="plain recipe,cellseg default", help="comma-separated U-Net methods")
     parser.add_argument("--output", default="", help="results file name (default: quality-<machine>)")
+    parser.add_argument("--reuse", action="store_true", help="score the models of earlier runs again (their "
+                        "train_seconds.txt says how long they trained) instead of training them again")
     args = parser.parse_args()
     names, budgets = args.datasets.split(","), args.budgets.split(",")
     unknown = [n for n in names if n not in DATASETS] + [b for b in budgets if b not in BUDGETS]
     if unknown:
         sys.exit(f"quality: unknown dataset or budget {', '.join(unknown)}")
     started = time.monotonic()
-    rows = [row for name in names for budget in budgets for row in measure(name, budget, args.methods.split(","))]
+    rows = [row for name in names for budget in budgets for row in measure(name, budget, args.methods.split(","), args.reuse)]
     machine = args.output or f"quality-{platform.machine()}-{os.cpu_count()}cpu"
     minutes = (time.monotonic() - started) / 60
     text = (f"Trained on sequence 01, scored on sequence 02 (`benchmarks/quality.py`), on "
