@@ -24,11 +24,14 @@ def run(main, module: str, **kwargs) -> None:
     app.run(main, **kwargs)
 
 
+flags.DEFINE_bool("verbose", False, "Show TensorFlow's start-up lines and INFO logs (absl, Beam, TensorFlow).")
+
+
 def start(argv: list[str]) -> None:
     """Refuse positional arguments; keep absl (and TensorFlow's collectives, Beam's steps) at WARNING unless asked."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not flags.FLAGS["verbosity"].present:
+    if not flags.FLAGS["verbosity"].present and not flags.FLAGS.verbose:
         absl_logging.set_verbosity(absl_logging.WARNING)
 
 

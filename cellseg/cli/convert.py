@@ -15,6 +15,7 @@ import sys
 
 from absl import flags
 
+from cellseg.cli import quiet  # noqa: F401, I001 (first: TensorFlow loads without its start-up lines)
 from beam_pipelines import ctc_to_tfrecord as convert
 from cellseg import ctc, preprocess
 from cellseg.cli import common

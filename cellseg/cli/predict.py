@@ -12,6 +12,7 @@ import sys
 
 from absl import flags
 
+from cellseg.cli import quiet  # noqa: F401, I001 (first: TensorFlow loads without its start-up lines)
 from cellseg import predict, tiling
 from cellseg.cli import common
 from cellseg.progress import Progress

@@ -17,6 +17,7 @@ import os
 
 from absl import flags
 
+from cellseg.cli import quiet  # noqa: F401, I001 (first: TensorFlow loads without its start-up lines)
 from cellseg import callbacks, distribute, losses, run_folder, targets, training
 from cellseg.cli import common
 
