@@ -27,8 +27,8 @@ TRUTH_POLICIES = ("gold", "silver", "gold_then_silver")
 _SEQUENCE = re.compile(r"^(\d{2,})$")
 FRAME = re.compile(r"^t(\d{3,})\.tiff?$")  # t000.tif, t0000.tif
 _MASK = re.compile(r"^man_seg(\d{3,})\.tiff?$")
-NUMBERED_MASK = re.compile(r"^(?:man_seg|man_track|mask)(\d{3,})\.tiff?$")  # truth (SEG, TRA) and results
-_RESULT_OR_MASK = re.compile(r"^(?:man_seg|mask)(\d{3,})\.tiff?$")  # man_segTTT.tif (truth), maskTTT.tif (results)
+# man_segTTT.tif (truth, SEG), man_trackTTT.tif (truth, TRA), maskTTT.tif (results)
+NUMBERED_MASK = re.compile(r"^(?:man_seg|man_track|mask)(\d{3,})\.tiff?$")
 _TRUTH_DIR = {"GT": GOLD, "ST": SILVER}
 
 EXPECTED_LAYOUT = (
@@ -171,7 +171,11 @@ def list_files(root: str) -> list[str]:
 
 def result_path(root: str | os.PathLike, sequence: str, index: int, digits: int = 3) -> str:
     """Where the challenge expects the segmentation of a frame: `<root>/<seq>_RES/maskTTT.tif`."""
-    return os.path.join(os.fspath(root), f"{sequence}_RES", f"mask{index:0{digits}d}.tif")
+    return os.path.join(os.fspath(root), f"{sequence}_RES", result_name(index, digits))
+
+
+def result_name(index: int, digits: int = 3) -> str:
+    return f"mask{index:0{digits}d}.tif"
 
 
 def frame_name(index: int, digits: int = 3) -> str:
@@ -207,10 +211,11 @@ def frame_index(name: str) -> tuple[int, int] | None:
 
 
 def masks_by_index(folder: str) -> dict[int, str]:
-    """Frame index -> path of the man_segTTT.tif (truth) or maskTTT.tif (results) files of a folder."""
+    """Frame index -> path of the man_segTTT.tif, man_trackTTT.tif (truth) or maskTTT.tif (results) files of a
+    folder (a CTC folder holds one kind)."""
     found = {}
     for path in glob.glob(os.path.join(folder, "*.tif*")):
-        match = _RESULT_OR_MASK.match(os.path.basename(path))
+        match = NUMBERED_MASK.match(os.path.basename(path))
         if match:
             found[int(match.group(1))] = path
     return found

@@ -84,7 +84,7 @@ def tracking_scores(pred_dir: str, truth_dir: str) -> dict:
     """TRA, DET and LNK of `pred_dir` (masks and res_track.txt) against `truth_dir`/TRA (py-ctcmetrics)."""
     if not os.path.exists(os.path.join(pred_dir, ctc.TRACKS)):
         return {"skipped": f"{pred_dir} has no {ctc.TRACKS} (cellseg-track --input={pred_dir} writes it)"}
-    found, expected = len(ctc.masks_by_index(pred_dir)), len(tracking_masks(os.path.join(truth_dir, "TRA")))
+    found, expected = len(ctc.masks_by_index(pred_dir)), len(ctc.masks_by_index(os.path.join(truth_dir, "TRA")))
     if found != expected:
         return {"skipped": f"{pred_dir} holds {found} masks, the tracking truth {expected} frames"}
     # py-ctcmetrics prints its progress and warns about each invalid link: the report says it all.
@@ -92,10 +92,6 @@ def tracking_scores(pred_dir: str, truth_dir: str) -> dict:
         warnings.simplefilter("ignore")
         scores_found = evaluate_sequence(pred_dir, truth_dir, metrics=["TRA", "DET", "LNK"], threads=1)
     return {name.lower(): float(scores_found[name]) for name in ("TRA", "DET", "LNK")}
-
-
-def tracking_masks(folder: str) -> list[str]:
-    return [path for path in os.listdir(folder) if ctc.NUMBERED_MASK.match(path)] if os.path.isdir(folder) else []
 
 
 def markdown(report: dict) -> str:

@@ -51,17 +51,12 @@ class Model:
     layout: Callable[[int, int], tuple]
     max_pixels: int = tiling.MAX_TILE_PIXELS  # pixels per network call (tiles x their pixels)
 
-    def tiles_per_call(self, shape: tuple[int, int]) -> int:
-        tile, _ = self.layout(*shape)
-        tile_h, tile_w = (tile, tile) if isinstance(tile, int) else tile
-        return max(1, self.max_pixels // (tile_h * tile_w))
-
     def frames_per_call(self, shape: tuple[int, int]) -> int:
         """Frames of `shape` predicted together: as many as the budget holds when each is one tile."""
         tile, overlap = self.layout(*shape)
-        tile_h, tile_w = (tile, tile) if isinstance(tile, int) else tile
+        tile_h, tile_w = tiling.pair(tile)
         whole = not overlap and tile_h >= shape[0] and tile_w >= shape[1]
-        return self.tiles_per_call(shape) if whole else 1
+        return tiling.tiles_per_call(tile, self.max_pixels) if whole else 1
 
 
 def load_model(path: str, tile: int = 0, overlap: int = -1, max_pixels: int = tiling.MAX_TILE_PIXELS) -> Model:
@@ -168,7 +163,7 @@ def network_outputs(model: Model, images: list[np.ndarray]) -> list[np.ndarray]:
     """Outputs [H, W, C] of stretched frames of one shape, predicted together (as many tiles per call
     as the model's pixel budget allows)."""
     tile, overlap = model.layout(*images[0].shape)
-    return tiling.predict_frames(model.predict, images, tile, overlap, model.tiles_per_call(images[0].shape))
+    return tiling.predict_frames(model.predict, images, tile, overlap, tiling.tiles_per_call(tile, model.max_pixels))
 
 
 def segment(raw: np.ndarray, model: Model, settings, percentiles=preprocess.DEFAULT_PERCENTILES):
@@ -177,8 +172,8 @@ def segment(raw: np.ndarray, model: Model, settings, percentiles=preprocess.DEFA
     return outputs, instances.labels_from_outputs(outputs, settings)
 
 
-CELL_COLUMNS = ("frame", "label", "track", "area", "centroid_x", "centroid_y", "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1",
-                "perimeter", "major_axis", "minor_axis", "eccentricity", "solidity", "mean_intensity")
+CELL_COLUMNS = ("frame", "label", "track", "area", "centroid_x", "centroid_y", "bbox_x0", "bbox_y0", "bbox_x1",
+                "bbox_y1", "perimeter", "major_axis", "minor_axis", "eccentricity", "solidity", "mean_intensity")
 
 
 def measure_cells(frame: str, labels: np.ndarray, raw: np.ndarray, cell_of: dict | None = None) -> list[dict]:
@@ -199,10 +194,14 @@ def measure_cells(frame: str, labels: np.ndarray, raw: np.ndarray, cell_of: dict
     return rows
 
 
+def grey(raw: np.ndarray) -> np.ndarray:
+    """A raw frame as uint8 grey for pictures (0.5 / 99.5 percentile stretch)."""
+    return (preprocess.percentile_stretch(raw, 0.5, 99.5)[0] * 255).astype(np.uint8)
+
+
 def overlay(raw: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """An RGB uint8 picture of the frame with every cell's contour in yellow."""
-    grey = (preprocess.percentile_stretch(raw, 0.5, 99.5)[0] * 255).astype(np.uint8)
-    picture = np.repeat(grey[..., None], 3, axis=-1)
+    picture = np.repeat(grey(raw)[..., None], 3, axis=-1)
     picture[segmentation.find_boundaries(labels, mode="inner")] = (255, 220, 0)
     return picture
 
@@ -323,8 +322,7 @@ def run_prediction(source: str, model_path: str, output_dir: str, tile: int = 0,
         rows = recorder.write(folder, os.path.join(output_dir, tracking.TRACKS_TABLE), pixel_size, frame_interval)
         tracked = {"tracks": len(rows), "divisions": len(recorder.tracker.divided)}
         if overlays:
-            grey = (preprocess.percentile_stretch(last["raw"], 0.5, 99.5)[0] * 255).astype(np.uint8)
-            recorder.draw(os.path.join(output_dir, "overlays"), grey)
+            recorder.draw(os.path.join(output_dir, "overlays"), grey(last["raw"]))
     return {"frames": written["frames"], "cells": written["cells"], "failed": failed, "target": model.target,
             "tracking": tracked,
             "postprocess": settings.to_dict(), "tuned": model.postprocess is not None}

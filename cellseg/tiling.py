@@ -25,8 +25,15 @@ DEFAULT_TILE, DEFAULT_OVERLAP = 256, 64
 MAX_TILE_PIXELS = 2048 * 2048
 
 
-def _pair(tile) -> tuple[int, int]:
+def pair(tile) -> tuple[int, int]:
+    """(height, width) of a tile given as a side or as (height, width)."""
     return (tile, tile) if isinstance(tile, (int, np.integer)) else (int(tile[0]), int(tile[1]))
+
+
+def tiles_per_call(tile, max_pixels: int = MAX_TILE_PIXELS) -> int:
+    """How many tiles one network call takes under a budget of `max_pixels` (at least one)."""
+    tile_h, tile_w = pair(tile)
+    return max(1, max_pixels // (tile_h * tile_w))
 
 
 def choose(height: int, width: int, multiple: int, halo: int,
@@ -49,7 +56,7 @@ def overlap_for(multiple: int, halo: int) -> int:
 
 def tile_layout(height: int, width: int, tile, overlap: int):
     """(stride (rows, cols), tiles down, tiles across, padding per side as ((top, bottom), (left, right)))."""
-    tile_h, tile_w = _pair(tile)
+    tile_h, tile_w = pair(tile)
     if overlap % 2 or not 0 <= overlap < min(tile_h, tile_w):
         raise ValueError(f"overlap must be even and smaller than the tile ({tile_h} x {tile_w}), got {overlap}")
     stride_h, stride_w, margin = tile_h - overlap, tile_w - overlap, overlap // 2
@@ -67,7 +74,7 @@ def predict_frames(
 ) -> list[np.ndarray]:
     """Per-pixel network outputs [H, W, C] of 2-D images of one shape, their tiles predicted together
     in batches of `batch_size` (a Keras model's `predict_on_batch`, or an exported signature)."""
-    tile_h, tile_w = _pair(tile)
+    tile_h, tile_w = pair(tile)
     height, width = np.shape(images[0])
     (stride_h, stride_w), down, across, padding = tile_layout(height, width, (tile_h, tile_w), overlap)
     # numpy's symmetric padding mirrors again and again when the pad exceeds the frame.

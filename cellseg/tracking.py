@@ -149,8 +149,9 @@ class Tracker:
         # Rows: the previous frame's tracks, then those last seen a few frames back (gaps).
         candidates = [(shifted(previous, shift), np.unique(previous[previous > 0]), False)]
         total = shift
-        for back, (older, older_shift) in enumerate(reversed(self.history[:-1]), start=2):
-            total = (total[0] + self.history[-back + 1][1][0], total[1] + self.history[-back + 1][1][1])
+        for back in range(2, len(self.history) + 1):
+            older, (rows_moved, cols_moved) = self.history[-back][0], self.history[-back + 1][1]
+            total = (total[0] + rows_moved, total[1] + cols_moved)  # from frame t - back to t
             waiting = [t.label for t in self.tracks.values()
                        if t.last == self.frame - back and not t.gap_child and t.label not in self.divided]
             if waiting:
@@ -161,9 +162,9 @@ class Tracker:
         for image, tracks, is_gap in candidates:
             shared = overlaps(image, labels)
             area = shared.sum(axis=1)
-            inter = shared[np.ix_(tracks, objects)] if len(tracks) and len(objects) else np.zeros((len(tracks), len(objects)))
-            union = area[tracks][:, None] + area_now[objects][None, :] - inter
-            blocks.append((inter, np.where(union > 0, inter / np.maximum(union, 1), 0.0), area[tracks]))
+            inter = shared[np.ix_(tracks, objects)]
+            union = area[tracks][:, None] + area_now[objects][None, :] - inter  # at least the object's area
+            blocks.append((inter, inter / union, area[tracks]))
             rows += list(tracks)
             gap_rows += [is_gap] * len(tracks)
         if not rows or not len(objects):
@@ -238,9 +239,6 @@ class Recorder:
         self.observations += observe(self.tracker.frame, relabelled)
         return relabelled
 
-    def cell_of(self) -> dict[int, int]:
-        return self.tracker.lineages()
-
     def cell_parents(self) -> dict[int, int]:
         """cell -> its parent cell (0: none); a cell bridged over gaps is one cell."""
         cell_of, tracks = self.tracker.lineages(), self.tracker.tracks
@@ -270,7 +268,7 @@ class Recorder:
         """res_track.txt into `folder`, the per-track table to `table`; returns the table's rows."""
         rows = self.tracker.rows()
         ctc.write_tracks(os.path.join(folder, ctc.TRACKS), rows)
-        table_rows = motility.tracks_table(self.observations, self.cell_of(), self.cell_parents(),
+        table_rows = motility.tracks_table(self.observations, self.tracker.lineages(), self.cell_parents(),
                                            self.tracker.divided, pixel_size, frame_interval)
         with open(table, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=motility.columns(pixel_size, frame_interval))
@@ -284,12 +282,9 @@ def label_files(folder: str) -> list[tuple[str, str]]:
     man_segTTT.tif or man_trackTTT.tif (truth; named maskTTT.tif as results), else every TIFF by name."""
     if not os.path.isdir(folder):
         raise ValueError(f"{folder}: no such folder")
-    numbered = {}
-    for path in glob.glob(os.path.join(folder, "*.tif*")):
-        match = ctc.NUMBERED_MASK.match(os.path.basename(path))
-        if match:
-            numbered[int(match.group(1))] = (path, f"mask{match.group(1)}.tif")
-    found = [numbered[i] for i in sorted(numbered)]
+    numbered = ctc.masks_by_index(folder)
+    found = [(numbered[i], ctc.result_name(i, len(ctc.NUMBERED_MASK.match(os.path.basename(numbered[i])).group(1))))
+             for i in sorted(numbered)]
     if not found:
         found = [(path, os.path.basename(path)) for path in sorted(glob.glob(os.path.join(folder, "*.tif*")))]
     if not found:

@@ -33,7 +33,8 @@ def tune(trained: segmenter.Segmenter, records: data.Records, model_dir: str, lo
     for index, (image, labels) in enumerate(data.validation_frames(records)):
         if index % stride:
             continue
-        predicted = tiling.predict_outputs(predict_batch, image, *network.layout(*image.shape))
+        tile, overlap = network.layout(*image.shape)
+        predicted = tiling.predict_outputs(predict_batch, image, tile, overlap, tiling.tiles_per_call(tile))
         outputs.append(predicted)
         references.append(labels)
         predicting(len(outputs), -(-count // stride))

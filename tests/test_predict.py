@@ -304,7 +304,8 @@ def test_frames_stream_in_batches_of_one_size_and_equal_frame_by_frame_segmentat
         tiff.write(tmp_path / f"f{index}.tif", rng.integers(0, 4000, shape).astype(np.uint16))
     seen = []
     call = segmenter.Network.__call__
-    monkeypatch.setattr(segmenter.Network, "__call__", lambda self, tiles: seen.append(tiles.shape) or call(self, tiles))
+    monkeypatch.setattr(segmenter.Network, "__call__",
+                        lambda self, tiles: seen.append(tiles.shape) or call(self, tiles))
     done = []
     result = predict.run_prediction(str(tmp_path / "f*.tif"), tiny_model, str(tmp_path / "out"), tta=False,
                                     overrides={"min_size": 0}, progress=lambda i, n: done.append((i, n)))

@@ -34,6 +34,8 @@ def test_a_frame_that_fits_is_one_tile_padded_to_the_stride_and_a_large_one_gets
     assert tile_h == tile_w == 2048 and overlap == 2 * 144  # the radius rounded up to the stride, twice
     # A budget below what the overlap needs still leaves a tile that keeps something.
     assert tiling.choose(3000, 5000, 16, 137, max_pixels=100 * 100) == ((304, 304), 288)
+    # Tiles per network call under the budget: four 1024 x 1024 frames, one 2048 tile, never none.
+    assert [tiling.tiles_per_call(t) for t in (1024, (512, 2048), 2048, 4096)] == [4, 4, 1, 1]
 
 
 def test_frames_of_one_shape_are_predicted_together_and_each_as_alone():
