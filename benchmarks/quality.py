@@ -56,7 +56,7 @@ BUDGETS = {"short": (12, 25), "long": (24, 50)}  # epochs, steps per epoch
 COMMON = ["--patch_size=128", "--per_replica_batch_size=8", "--learning_rate=1e-3", "--validation_images=0",
           "--seed=0"]
 PLAIN = ["--target=binary", "--loss=bce", "--class_weight_power=1", "--elastic_sigma=0", "--rotation=0", "--scale=0",
-         "--gamma=0", "--contrast=0", "--brightness=0", "--noise=0", "--notune_postprocessing"]
+         "--gamma=0", "--contrast=0", "--brightness=0", "--noise=0", "--notune_postprocessing", "--best_by=dice"]
 
 
 def dataset(name: str, work: str) -> str:

@@ -1,4 +1,4 @@
-"""The Keras callbacks of a training run, beyond Keras' own: images, an atomic backup, the best checkpoint.
+"""The Keras callbacks of a training run, beyond Keras' own: images, SEG, an atomic backup, the best checkpoint.
 
 Both files a killed run needs (the backup and `best.keras`) are written beside
 their place and renamed into it, so a kill at any instant leaves them whole.
@@ -12,9 +12,10 @@ import os
 import signal
 
 import keras
+import numpy as np
 import tensorflow as tf
 
-from cellseg import data, target_ops
+from cellseg import data, instances, scores, segmenter, target_ops, tiling
 
 
 class ValidationImages(keras.callbacks.Callback):
@@ -42,6 +43,42 @@ class ValidationImages(keras.callbacks.Callback):
         self.writer.flush()
 
 
+class ValidationSEG(keras.callbacks.Callback):
+    """Each epoch, `val_seg`: the SEG of whole validation frames segmented as users get them.
+
+    The frames (image, labels) are predicted whole (or in tiles when large, as
+    `cellseg-predict` does, without test-time augmentation) and post-processed
+    with the target's default thresholds. Callbacks after this one (the best
+    checkpoint, the CSV log, TensorBoard) see the value in the epoch's logs.
+    """
+
+    def __init__(self, frames: list[tuple[np.ndarray, np.ndarray]], target: str):
+        super().__init__()
+        self.frames, self.settings = frames, instances.Postprocess(target=target)
+        self.network = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.network is None:  # one output model per frame shape, built once, given the weights each epoch
+            self.network = segmenter.Network(self.model)
+        self.network.refresh()
+        predicted = []
+        for image, _ in self.frames:
+            tile, overlap = self.network.layout(*image.shape)
+            outputs = tiling.predict_outputs(self.network, image, tile, overlap, tiling.tiles_per_call(tile))
+            predicted.append(instances.labels_from_outputs(outputs, self.settings))
+        if logs is not None:
+            logs["val_seg"] = scores.seg_score([labels for _, labels in self.frames], predicted)
+
+
+class LearningRate(keras.callbacks.Callback):
+    """The optimizer's learning rate at each epoch's end in the logs (`learning_rate`), as Keras' plateau
+    schedule puts it there, for a run whose rate follows a schedule."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
 class Backup(keras.callbacks.BackupAndRestore):
     """BackupAndRestore whose files are replaced only once whole.
 
@@ -63,18 +100,18 @@ class Backup(keras.callbacks.BackupAndRestore):
 
 
 class BestCheckpoint(keras.callbacks.Callback):
-    """The model of the best validation Dice, at `path`, written beside it and renamed over it.
+    """The model of the best `monitor` score (higher is better), at `path`, written beside it and renamed over it.
 
-    `best` is the best Dice of earlier runs in the same folder, so a resumed run
+    `best` is the best score of earlier runs in the same folder, so a resumed run
     keeps their checkpoint until it does better.
     """
 
-    def __init__(self, path: str, best: float = -math.inf):
+    def __init__(self, path: str, monitor: str = "val_dice", best: float = -math.inf):
         super().__init__()
-        self.path, self.best = path, best
+        self.path, self.monitor, self.best = path, monitor, best
 
     def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get("val_dice")
+        value = (logs or {}).get(self.monitor)
         if value is None or not value > self.best:
             return
         self.best = float(value)

@@ -23,6 +23,7 @@ import json
 import math
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from cellseg import preprocess, schema, targets
@@ -190,6 +191,13 @@ def validation_frames(records: Records):
     files = tf.data.Dataset.from_tensor_slices(list(records.val))
     for frame in _read(files, records, len(records.val), deterministic=True):
         yield frame["image"].numpy()[..., 0], frame["labels"].numpy()[..., 0]
+
+
+def validation_sample(records: Records, limit: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """At most `limit` whole validation frames (image, labels), every n-th of them: memory stays bounded on
+    long sequences."""
+    stride = max(1, -(-records.description["counts"]["val"] // limit))
+    return [frame for index, frame in enumerate(validation_frames(records)) if not index % stride]
 
 
 def validation_tile_count(records: Records, patch_size: int) -> int:

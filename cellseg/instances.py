@@ -120,8 +120,48 @@ def split_touching(mask: np.ndarray, seed_height: float = 2.0, min_size: int = 1
     """Instance labels of a binary mask, touching cells split by a distance-transform watershed."""
     mask = np.asarray(mask, bool)
     distance = ndimage.distance_transform_edt(mask)
-    seeds = morphology.h_maxima(distance, seed_height) if seed_height > 0 else morphology.local_maxima(distance)
+    seeds = h_maxima(distance, seed_height) if seed_height > 0 else morphology.local_maxima(distance)
     return seeded_watershed(-distance, seeds.astype(bool), mask, min_size, fill_holes)
+
+
+def h_maxima(distance: np.ndarray, height: float) -> np.ndarray:
+    """`skimage.morphology.h_maxima(distance, height)` of a distance transform (0 off the cells): the same
+    pixels, in a fraction of the time.
+
+    skimage reconstructs the shifted image (`distance` - `height`, less a rounding
+    margin) under `distance` over the whole frame, sorting every pixel twice,
+    where cells often cover a fifth of it. Values pass from one 8-connected cell
+    to another only through the 0 between them, so the cells are packed side by
+    side, each in its box with a margin of 0, into a mosaic where, as in the
+    frame, that 0 is all that joins them: its reconstruction is the frame's, cell
+    for cell, on fewer pixels.
+    """
+    distance = np.asarray(distance, np.float64)
+    cells, count = ndimage.label(distance > 0, structure=np.ones((3, 3), bool))
+    if count < 2 or not 0 < height <= np.ptp(distance):
+        return morphology.h_maxima(distance, height)
+    # As skimage shifts: by `height` and a margin for rounding relative to each value.
+    shifted = distance - height - 2 * np.finfo(np.float64).resolution * np.abs(distance)
+    boxes = ndimage.find_objects(cells)
+    # Shelf packing: boxes (with their margin) by decreasing height, left to right in rows.
+    width = max(distance.shape[1], max(b[1].stop - b[1].start for b in boxes)) + 2
+    places, x, y, row_height = [None] * count, 0, 0, 0
+    for index in sorted(range(count), key=lambda i: boxes[i][0].start - boxes[i][0].stop):
+        h, w = (s.stop - s.start + 2 for s in boxes[index])
+        if x + w > width:
+            x, y, row_height = 0, y + row_height, 0
+        places[index] = (slice(y + 1, y + h - 1), slice(x + 1, x + w - 1))
+        x, row_height = x + w, max(row_height, h)
+    mosaic = np.zeros((y + row_height, width))
+    marker = np.full(mosaic.shape, -height)  # the shifted 0
+    owns = [cells[box] == index + 1 for index, box in enumerate(boxes)]
+    for box, place, own in zip(boxes, places, owns):
+        mosaic[place][own], marker[place][own] = distance[box][own], shifted[box][own]
+    found = mosaic - morphology.reconstruction(marker, mosaic, method="dilation") >= height
+    seeds = np.zeros(distance.shape, np.uint8)
+    for box, place, own in zip(boxes, places, owns):
+        seeds[box][own] = found[place][own]
+    return seeds
 
 
 def seeded_watershed(surface: np.ndarray, seeds: np.ndarray, mask: np.ndarray, min_size: int = 10,
@@ -141,7 +181,10 @@ def seeded_watershed(surface: np.ndarray, seeds: np.ndarray, mask: np.ndarray, m
         labels[np.bincount(labels.ravel())[labels] < min_size] = 0
     if fill_holes:
         labels = _fill_holes(labels)
-    relabelled, _, _ = segmentation.relabel_sequential(labels)
+    # The labels made 1..n in their order (as skimage's relabel_sequential, in a third of its time).
+    present = np.bincount(labels.ravel()) > 0
+    present[0] = False
+    relabelled = (np.cumsum(present) * present)[labels]
     if not preprocess.labels_fit(relabelled):
         raise ValueError(f"{relabelled.max()} objects do not fit uint16 labels")
     return relabelled.astype(np.uint16)

@@ -1,7 +1,8 @@
 """Segmenting frames with a trained model: loading it, the frames, instances, what is written.
 
-`run_prediction` segments a CTC sequence folder, a TIFF or a glob and writes
-CTC results (`NN_RES/maskTTT.tif`), `cells.csv` and, on request, overlays.
+`run_prediction` segments a CTC sequence folder, a (T, Y, X) TIFF stack, a TIFF
+or a glob and writes CTC results (`NN_RES/maskTTT.tif`; `<stem>_RES/` for a
+stack), `cells.csv` and, on request, overlays.
 Frames are predicted whole when they fit the memory budget, in overlapping
 tiles otherwise (`cellseg.tiling`), frames of one size batched together. The
 frames stream: one thread reads the next frames, the network predicts, and
@@ -15,8 +16,10 @@ training); overrides replace them.
 from __future__ import annotations
 
 import collections
+import contextlib
 import csv
 import dataclasses
+import functools
 import glob
 import json
 import os
@@ -28,12 +31,18 @@ from concurrent import futures
 import keras
 import numpy as np
 import tensorflow as tf
+import yaml
 from PIL import Image
 from skimage import measure, segmentation
 
-from cellseg import (ctc, errors, instances, preprocess, run_folder, schema, segmenter, targets, tiff, tiling,
-                     tracking)
+from cellseg import (ctc, errors, instances, preprocess, run_folder, schema, segmenter, stacks, targets, tiff,
+                     tiling, tracking)
 from cellseg import model as model_lib
+
+
+# A bioimage.io model package written by `cellseg.model_zoo`: its tensors, and its config's cellseg part.
+PACKAGE_INPUT, PACKAGE_OUTPUT, PACKAGE_CONFIG = "input", "output", "cellseg"
+PACKAGE_DESCRIPTIONS = ("rdf.yaml", "bioimageio.yaml")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +69,8 @@ class Model:
 
 
 def load_model(path: str, tile: int = 0, overlap: int = -1, max_pixels: int = tiling.MAX_TILE_PIXELS) -> Model:
-    """A model from a run folder, its `checkpoints/best.keras`, or its `export/` folder.
+    """A model from a run folder, its `checkpoints/best.keras`, its `export/` folder, or a bioimage.io package
+    that `cellseg-export` wrote (its Keras weights, in safe mode, and its tuned thresholds).
 
     `tile` 0 and `overlap` -1 choose them per frame (`tiling.choose`: the whole
     frame when it holds at most `max_pixels`); an export predicts its own tile
@@ -70,6 +80,8 @@ def load_model(path: str, tile: int = 0, overlap: int = -1, max_pixels: int = ti
     """
     if os.path.isdir(path) and os.path.exists(os.path.join(path, run_folder.BEST)):
         path = os.path.join(path, run_folder.BEST)
+    if path.endswith(".zip"):
+        return _load_package(path, tile, overlap, max_pixels)
     predict_batch, target, layout = _load(path, tile, overlap, max_pixels)
     base = os.path.normpath(path)
     run_dir = os.path.dirname(os.path.dirname(base)) if base.endswith(".keras") else os.path.dirname(base)
@@ -81,6 +93,34 @@ def load_model(path: str, tile: int = 0, overlap: int = -1, max_pixels: int = ti
         if postprocess.get("target") != target:
             raise ValueError(f"{tuned} is for target {postprocess.get('target')}, but {path} predicts {target}")
     return Model(predict_batch, target, postprocess, path, layout, max_pixels)
+
+
+def _load_package(path: str, tile: int, overlap: int, max_pixels: int) -> Model:
+    """A model from a bioimage.io package made by cellseg: the Keras v3 weights named in its config."""
+    try:
+        with zipfile.ZipFile(path) as package:
+            names = set(package.namelist())
+            found = next((name for name in PACKAGE_DESCRIPTIONS if name in names), None)
+            if found is None:
+                raise ValueError(f"{path}: not a bioimage.io package (no {' or '.join(PACKAGE_DESCRIPTIONS)})")
+            config = (yaml.safe_load(package.read(found)).get("config") or {}).get(PACKAGE_CONFIG)
+            if not config or config.get("weights") not in names:
+                raise ValueError(f"{path}: a bioimage.io package, but not one cellseg-export wrote")
+            with tempfile.TemporaryDirectory() as scratch:
+                weights = package.extract(config["weights"], scratch)
+                network = keras.models.load_model(weights, compile=False)  # safe mode
+    except (zipfile.BadZipFile, OSError, yaml.YAMLError) as error:
+        raise ValueError(f"{path}: unreadable package ({errors.first_line(error)})") from error
+    depth = config["architecture"]["depth"]
+    multiple, radius = 2**depth, model_lib.receptive_radius(depth)
+    if tile or overlap >= 0:
+        raise ValueError("a package predicts whole frames or tiles it chooses; leave --tile_size and --overlap out")
+
+    def predict_batch(tiles: np.ndarray) -> np.ndarray:  # the package's network is [n, c, y, x]
+        return np.moveaxis(network.predict_on_batch(np.moveaxis(tiles, -1, 1)), 1, -1)
+
+    return Model(predict_batch, targets.check(config["target"]), config.get("postprocess") or None, path,
+                 lambda height, width: tiling.choose(height, width, multiple, radius, max_pixels), max_pixels)
 
 
 def _fixed(tile: int, overlap: int):
@@ -224,15 +264,24 @@ def list_frames(source: str) -> list[tuple[str, str]]:
 
 
 def is_sequence(source: str) -> bool:
-    """Whether `source` is a CTC sequence folder (frames t000.tif ...), which is tracked."""
-    return os.path.isdir(source) and bool(ctc.sequence_frames(source))
+    """Whether `source` is a CTC sequence folder (frames t000.tif ...) or a stack, which are tracked."""
+    return sequence_name(source) is not None
 
 
-def result_path(source: str, output_dir: str, name: str) -> str:
-    """Where a frame's labels go: NN_RES/maskTTT.tif for a CTC sequence folder NN, labels/<name>.tif otherwise."""
+def sequence_name(source: str) -> str | None:
+    """The sequence a source is: NN of a CTC sequence folder, the stem of a stack; None for other sources."""
+    if os.path.isdir(source) and ctc.sequence_frames(source):
+        return os.path.basename(os.path.normpath(source))
+    if stacks.is_stack(source):
+        return stacks.stem(source)
+    return None
+
+
+def result_path(sequence: str | None, output_dir: str, name: str) -> str:
+    """Where a frame's labels go: <sequence>_RES/maskTTT.tif for a sequence's frame tTTT, labels/<name>.tif
+    otherwise."""
     frame = ctc.frame_index(name)
-    if os.path.isdir(source) and frame:
-        sequence = os.path.basename(os.path.normpath(source))
+    if sequence and frame:
         return ctc.result_path(output_dir, sequence, frame[0], digits=frame[1])
     return os.path.join(output_dir, "labels", f"{name}.tif")
 
@@ -257,96 +306,106 @@ def run_prediction(source: str, model_path: str, output_dir: str, tile: int = 0,
     replace the tuned post-processing thresholds (see `postprocess_settings`); `tta`
     averages the network's outputs over the 8 flips and quarter turns of each tile.
     Frames stream (see the module's doc): the frames written before an error are kept.
-    A CTC sequence folder is tracked as it streams (`track`, `cellseg.tracking`):
+    A CTC sequence folder or a stack is tracked as it streams (`track`, `cellseg.tracking`):
     one label per track in the masks, `res_track.txt` beside them, `tracks.csv`
-    (lengths and speeds in um and minutes with `pixel_size` and `frame_interval`).
+    (lengths and speeds in um and minutes with `pixel_size` and `frame_interval`; a stack's
+    own pixel size when `pixel_size` is None).
     """
-    frames = list_frames(source)
-    recorder = tracking.Recorder() if track and is_sequence(source) else None
-    check_writable(output_dir)
-    model = load_model(model_path, tile, overlap, max_pixels)
-    if tta:
-        model = dataclasses.replace(model, predict=tiling.averaged_over_symmetries(model.predict))
-    settings = postprocess_settings(model, overrides)
-    failed = []
-    with open(os.path.join(output_dir, "cells.csv"), "w", newline="") as table, \
-            futures.ThreadPoolExecutor(1, "cellseg-read") as reader, \
-            futures.ThreadPoolExecutor(1, "cellseg-instances") as finisher:
-        writer = csv.DictWriter(table, fieldnames=CELL_COLUMNS)
-        writer.writeheader()
+    sequence = sequence_name(source)
+    with contextlib.ExitStack() as opened:
+        if sequence and not os.path.isdir(source):
+            stack = opened.enter_context(stacks.Stack(source))
+            pixel_size = stack.pixel_size if pixel_size is None else pixel_size
+            frames = [(name, functools.partial(stack.frame, index), f"{source}, frame {index}")
+                      for index, name in enumerate(stack.names())]
+        else:
+            frames = [(name, functools.partial(tiff.read, path), path) for name, path in list_frames(source)]
+        recorder = tracking.Recorder() if track and sequence else None
+        check_writable(output_dir)
+        model = load_model(model_path, tile, overlap, max_pixels)
+        if tta:
+            model = dataclasses.replace(model, predict=tiling.averaged_over_symmetries(model.predict))
+        settings = postprocess_settings(model, overrides)
+        failed = []
+        with open(os.path.join(output_dir, "cells.csv"), "w", newline="") as table, \
+                futures.ThreadPoolExecutor(1, "cellseg-read") as reader, \
+                futures.ThreadPoolExecutor(1, "cellseg-instances") as finisher:
+            writer = csv.DictWriter(table, fieldnames=CELL_COLUMNS)
+            writer.writeheader()
 
-        last = {}
+            last = {}
 
-        def finish(batch, outputs):
-            rows = []
-            for (name, raw, _), output in zip(batch, outputs):
-                labels = instances.labels_from_outputs(output, settings)
-                if recorder:
-                    for _ in range(ctc.frame_index(name)[0] - recorder.tracker.frame - 1):  # unreadable frames
-                        recorder.add(np.zeros_like(labels))
-                    labels = recorder.add(labels)
-                out = result_path(source, output_dir, name)
-                os.makedirs(os.path.dirname(out), exist_ok=True)
-                tiff.write_labels(out, labels)
-                rows += measure_cells(name, labels, raw, recorder.tracker.cell if recorder else None)
-                last["raw"] = raw
-                if overlays:
-                    os.makedirs(os.path.join(output_dir, "overlays"), exist_ok=True)
-                    Image.fromarray(overlay(raw, labels)).save(os.path.join(output_dir, "overlays", f"{name}.png"))
-            return rows
+            def finish(batch, outputs):
+                rows = []
+                for (name, raw, _), output in zip(batch, outputs):
+                    labels = instances.labels_from_outputs(output, settings)
+                    if recorder:
+                        for _ in range(ctc.frame_index(name)[0] - recorder.tracker.frame - 1):  # unreadable frames
+                            recorder.add(np.zeros_like(labels))
+                        labels = recorder.add(labels)
+                    out = result_path(sequence, output_dir, name)
+                    os.makedirs(os.path.dirname(out), exist_ok=True)
+                    tiff.write_labels(out, labels)
+                    rows += measure_cells(name, labels, raw, recorder.tracker.cell if recorder else None)
+                    last["raw"] = raw
+                    if overlays:
+                        os.makedirs(os.path.join(output_dir, "overlays"), exist_ok=True)
+                        picture = os.path.join(output_dir, "overlays", f"{name}.png")
+                        Image.fromarray(overlay(raw, labels)).save(picture)
+                return rows
 
-        pending = collections.deque()  # (instances of a batch, made while the network runs, its frames)
-        written = {"cells": 0, "frames": 0}
+            pending = collections.deque()  # (instances of a batch, made while the network runs, its frames)
+            written = {"cells": 0, "frames": 0}
 
-        def collect():
-            rows, count = pending.popleft()
-            rows = rows.result()
-            writer.writerows(rows)
-            written["cells"] += len(rows)
-            written["frames"] += count
-            if progress:
-                progress(written["frames"] + len(failed), len(frames))
+            def collect():
+                rows, count = pending.popleft()
+                rows = rows.result()
+                writer.writerows(rows)
+                written["cells"] += len(rows)
+                written["frames"] += count
+                if progress:
+                    progress(written["frames"] + len(failed), len(frames))
 
-        for batch, unread in _batches(_read_ahead(reader, frames), model):
-            failed += unread
-            if batch:
-                outputs = network_outputs(model, [image for _, _, image in batch])
-                pending.append((finisher.submit(finish, batch, outputs), len(batch)))
-            while len(pending) > 1:
+            for batch, unread in _batches(_read_ahead(reader, frames), model):
+                failed += unread
+                if batch:
+                    outputs = network_outputs(model, [image for _, _, image in batch])
+                    pending.append((finisher.submit(finish, batch, outputs), len(batch)))
+                while len(pending) > 1:
+                    collect()
+            while pending:
                 collect()
-        while pending:
-            collect()
-    tracked = None
-    if recorder and written["frames"]:
-        folder = os.path.dirname(result_path(source, output_dir, frames[0][0]))
-        rows = recorder.write(folder, os.path.join(output_dir, tracking.TRACKS_TABLE), pixel_size, frame_interval)
-        tracked = {"tracks": len(rows), "divisions": len(recorder.tracker.divided)}
-        if overlays:
-            recorder.draw(os.path.join(output_dir, "overlays"), grey(last["raw"]))
-    return {"frames": written["frames"], "cells": written["cells"], "failed": failed, "target": model.target,
-            "tracking": tracked,
-            "postprocess": settings.to_dict(), "tuned": model.postprocess is not None}
+        tracked = None
+        if recorder and written["frames"]:
+            folder = os.path.dirname(result_path(sequence, output_dir, frames[0][0]))
+            rows = recorder.write(folder, os.path.join(output_dir, tracking.TRACKS_TABLE), pixel_size, frame_interval)
+            tracked = {"tracks": len(rows), "divisions": len(recorder.tracker.divided)}
+            if overlays:
+                recorder.draw(os.path.join(output_dir, "overlays"), grey(last["raw"]))
+        return {"frames": written["frames"], "cells": written["cells"], "failed": failed, "target": model.target,
+                "tracking": tracked,
+                "postprocess": settings.to_dict(), "tuned": model.postprocess is not None}
 
 
 READ_AHEAD = 4  # frames read and stretched ahead of the network
 
 
-def _read(name: str, path: str):
+def _read(name: str, load: Callable[[], np.ndarray], where: str):
     """(name, raw, stretched image) of a frame, or (name, None, the reason it cannot be segmented)."""
     try:
-        raw = tiff.read(path)
+        raw = load()
     except ValueError as error:
         return name, None, str(error)
     if not np.isfinite(raw).all():
-        return name, None, f"{path}: holds NaN or infinite values; not segmented"
+        return name, None, f"{where}: holds NaN or infinite values; not segmented"
     return name, raw, stretched(raw)
 
 
-def _read_ahead(pool: futures.Executor, frames: list[tuple[str, str]]) -> Iterator[tuple]:
-    """`_read` of each frame in order, at most READ_AHEAD of them in flight."""
+def _read_ahead(pool: futures.Executor, frames: list[tuple]) -> Iterator[tuple]:
+    """`_read` of each frame (name, load, where) in order, at most READ_AHEAD of them in flight."""
     queue = collections.deque()
-    for name, path in frames:
-        queue.append(pool.submit(_read, name, path))
+    for frame in frames:
+        queue.append(pool.submit(_read, *frame))
         if len(queue) > READ_AHEAD:
             yield queue.popleft().result()
     while queue:

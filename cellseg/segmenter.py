@@ -153,6 +153,12 @@ class Network:
             self.models[shape] = output_model(self.segmenter, shape)
         return self.models[shape].predict_on_batch(tiles)
 
+    def refresh(self) -> None:
+        """Take the segmenter's current weights into the models built so far (they hold copies)."""
+        weights = self.segmenter.unet.get_weights()
+        for built in self.models.values():
+            built.set_weights(weights)
+
     def layout(self, height: int, width: int, max_pixels: int = tiling.MAX_TILE_PIXELS):
         """(tile, overlap) for a frame (`tiling.choose` with this network's stride and receptive field)."""
         depth = self.segmenter.architecture["depth"]

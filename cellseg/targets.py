@@ -62,6 +62,7 @@ class Target:
     seed_range: tuple[float | None, float | None]
     mask_grid: tuple[float, ...]  # what `instances.tune` tries
     seed_grid: tuple[float, ...]
+    output_names: tuple[str, ...]  # the network's output channels, as a model package names them
 
     @property
     def packed_channels(self) -> int:
@@ -75,11 +76,13 @@ class Target:
 # up to 20 px in radius.
 TABLE = (
     Target("binary", 1, "sigmoid", ("background", "cells"), False, 0.5, "h_maxima", 0.5, 2.0,
-           (0.0, 1.0), (0.0, None), (0.3, 0.4, 0.5, 0.6, 0.7, 0.8), (0.5, 1.0, 2.0, 3.0, 5.0)),
+           (0.0, 1.0), (0.0, None), (0.3, 0.4, 0.5, 0.6, 0.7, 0.8), (0.5, 1.0, 2.0, 3.0, 5.0), ("cell",)),
     Target("three_class", 3, "softmax", ("background", "interior", "boundary"), False, 0.5, "interior", 0.5, 0.7,
-           (0.0, 1.0), (0.0, 1.0), (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95), (0.3, 0.5, 0.7, 0.8, 0.9, 0.95)),
+           (0.0, 1.0), (0.0, 1.0), (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95), (0.3, 0.5, 0.7, 0.8, 0.9, 0.95),
+           ("background", "interior", "boundary")),
     Target("distance", 2, "linear", ("background", "cells"), True, 0.1, "cell_minus_neighbour", 0.05, 0.4,
-           (0.0, None), (-1.0, 1.0), (0.02, 0.05, 0.1, 0.15, 0.2, 0.3), (-0.2, 0.0, 0.2, 0.3, 0.4, 0.5, 0.6)),
+           (0.0, None), (-1.0, 1.0), (0.02, 0.05, 0.1, 0.15, 0.2, 0.3), (-0.2, 0.0, 0.2, 0.3, 0.4, 0.5, 0.6),
+           ("cell_distance", "neighbour_distance")),
 )
 BY_NAME = {target.name: target for target in TABLE}
 TARGETS = tuple(BY_NAME)

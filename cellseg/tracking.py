@@ -23,8 +23,10 @@ is good, and costs no dependency beyond scipy; the measured TRA is in the README
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
+import functools
 import glob
 import os
 
@@ -34,7 +36,7 @@ from skimage import registration
 
 from PIL import Image
 
-from cellseg import ctc, motility, preprocess, tiff, track_pictures
+from cellseg import ctc, motility, preprocess, stacks, tiff, track_pictures
 
 TRACKS_TABLE = "tracks.csv"
 
@@ -292,27 +294,43 @@ def label_files(folder: str) -> list[tuple[str, str]]:
     return found
 
 
+def default_output(source: str) -> str:
+    """Where `track_folder` writes by default: the folder itself, or `<stem>_RES` beside a stack."""
+    if stacks.is_stack(source):
+        return os.path.join(os.path.dirname(os.path.abspath(source)), f"{stacks.stem(source)}_RES")
+    return source
+
+
 def track_folder(source: str, output_dir: str, config: Config = Config(), pixel_size: float | None = None,
                  frame_interval: float | None = None, progress=None, pictures: bool = False) -> dict:
-    """Track the label images of `source` into `output_dir` (relabelled masks of the same names,
-    res_track.txt, tracks.csv; with `pictures`, overlays/trajectories.png and lineage.png drawn over the
-    last mask); `output_dir` may be `source` itself (the segmentation stays as it was)."""
-    paths = label_files(source)
-    os.makedirs(output_dir, exist_ok=True)
-    recorder = Recorder(config)
-    for done, (path, name) in enumerate(paths, start=1):
-        labels = tiff.read(path)
-        if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(f"{path}: not a label image (2-D integers), got {labels.dtype} {labels.shape}")
-        relabelled = recorder.add(labels)
-        out = os.path.join(output_dir, name)
-        temporary = out + ".part.tif"
-        tiff.write_labels(temporary, relabelled)
-        os.replace(temporary, out)
-        if progress:
-            progress(done, len(paths))
+    """Track the label images of `source`, a folder or a (T, Y, X) stack, into `output_dir` (relabelled
+    masks of the same names, maskTTT.tif for a stack's frames, res_track.txt, tracks.csv; with `pictures`,
+    overlays/trajectories.png and lineage.png drawn over the last mask); `output_dir` may be `source`
+    itself (the segmentation stays as it was). A stack's own pixel size is used when `pixel_size` is None."""
+    with contextlib.ExitStack() as opened:
+        if stacks.is_stack(source):
+            stack = opened.enter_context(stacks.Stack(source))
+            pixel_size = stack.pixel_size if pixel_size is None else pixel_size
+            digits = max(3, len(str(len(stack) - 1)))
+            frames = [(functools.partial(stack.frame, i), ctc.result_name(i, digits), f"{source}, frame {i}")
+                      for i in range(len(stack))]
+        else:
+            frames = [(functools.partial(tiff.read, path), name, path) for path, name in label_files(source)]
+        os.makedirs(output_dir, exist_ok=True)
+        recorder = Recorder(config)
+        for done, (load, name, where) in enumerate(frames, start=1):
+            labels = load()
+            if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
+                raise ValueError(f"{where}: not a label image (2-D integers), got {labels.dtype} {labels.shape}")
+            relabelled = recorder.add(labels)
+            out = os.path.join(output_dir, name)
+            temporary = out + ".part.tif"
+            tiff.write_labels(temporary, relabelled)
+            os.replace(temporary, out)
+            if progress:
+                progress(done, len(frames))
     rows = recorder.write(output_dir, os.path.join(output_dir, TRACKS_TABLE), pixel_size, frame_interval)
     if pictures:
         recorder.draw(os.path.join(output_dir, "overlays"), np.where(relabelled > 0, 90, 0).astype(np.uint8))
-    return {"frames": len(paths), "labels": len(recorder.tracker.rows()), "tracks": len(rows),
+    return {"frames": len(frames), "labels": len(recorder.tracker.rows()), "tracks": len(rows),
             "divisions": len(recorder.tracker.divided)}

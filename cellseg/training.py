@@ -48,6 +48,8 @@ class Config:
     profile_batch: int = 0
     shuffle_buffer: int = 256
     tune_postprocessing: bool = True
+    best_by: str = "seg"
+    lr_schedule: str = "constant"
 
     def __post_init__(self):
         if self.per_replica_batch_size < 1:
@@ -58,6 +60,10 @@ class Config:
             raise ValueError(f"unknown --strategy={self.strategy}; expected one of {', '.join(distribute.STRATEGIES)}")
         if self.target not in targets.TARGETS:
             raise ValueError(f"unknown --target={self.target}; expected one of {', '.join(targets.TARGETS)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"unknown --lr_schedule={self.lr_schedule}; expected one of {', '.join(LR_SCHEDULES)}")
+        if self.best_by not in BEST_BY:
+            raise ValueError(f"unknown --best_by={self.best_by}; expected one of {', '.join(BEST_BY)}")
 
     @classmethod
     def from_flat(cls, **values) -> Config:
@@ -66,6 +72,15 @@ class Config:
                   for name, kind in NESTED.items()}
         return cls(**nested, **values)
 
+
+# constant: --learning_rate, halved on a plateau of the validation loss; cosine: warmed up linearly over
+# WARMUP of the steps, then cosine decay to 0 at the last step (as nnU-Net decays over a fixed budget).
+LR_SCHEDULES = ("constant", "cosine")
+WARMUP = 0.05
+# What picks the best checkpoint: the SEG of whole validation frames each epoch, or the tiles' pixel Dice.
+BEST_BY = ("seg", "dice")
+# Whole validation frames segmented each epoch for `val_seg` (every n-th of more).
+SEG_FRAMES = 8
 
 NESTED = {"network": model.Architecture, "objective": losses.Config, "augmentation": augment.Config}
 
@@ -136,7 +151,7 @@ def _fit(config: Config, strategy: tf.distribute.Strategy, chief: bool, extra_ca
         net = segmenter.Segmenter(**dataclasses.asdict(config.network), augmentation=dataclasses.asdict(config.augmentation),
                                   seed=config.seed, target=config.target, class_weights=class_weights)
         net.compile(
-            optimizer=keras.optimizers.Adam(config.learning_rate),
+            optimizer=keras.optimizers.Adam(learning_rate(config, steps)),
             loss=config.objective.for_target(config.target),
             metrics=metrics.pixel_metrics(config.target),
             jit_compile=config.jit_compile,
@@ -148,7 +163,7 @@ def _fit(config: Config, strategy: tf.distribute.Strategy, chief: bool, extra_ca
         validation_steps=val_steps,
         epochs=config.epochs,
         steps_per_epoch=steps,
-        callbacks=[*callbacks_for(config, validation_batch, chief), *extra_callbacks],
+        callbacks=[*callbacks_for(config, records, validation_batch, chief), *extra_callbacks],
         verbose=1 if sys.stdout.isatty() else 2,
         shuffle=False,  # the input pipeline shuffles; Keras cannot shuffle a tf.data stream
     )
@@ -157,17 +172,35 @@ def _fit(config: Config, strategy: tf.distribute.Strategy, chief: bool, extra_ca
     return finish(config, records, tiles, log)
 
 
-def callbacks_for(config: Config, validation_batch, chief: bool) -> list[keras.callbacks.Callback]:
+def learning_rate(config: Config, steps_per_epoch: int):
+    """The optimizer's learning rate: a number, or the cosine schedule over the run's steps."""
+    if config.lr_schedule == "constant":
+        return config.learning_rate
+    total = steps_per_epoch * config.epochs
+    warmup = min(total - 1, max(1, round(WARMUP * total)))
+    return keras.optimizers.schedules.CosineDecay(0.0, max(1, total - warmup), warmup_target=config.learning_rate,
+                                                  warmup_steps=warmup)
+
+
+def callbacks_for(config: Config, records: data.Records, validation_batch, chief: bool) -> list[keras.callbacks.Callback]:
     model_dir = distribute.own_folder(config.model_dir, chief)
     board = os.path.join(model_dir, run_folder.TENSORBOARD)
-    earlier = [row["val_dice"] for row in run_folder.read_log(model_dir) if "val_dice" in row]
+    scoring = []
+    if config.best_by == "seg" and chief:
+        frames = data.validation_sample(records, SEG_FRAMES)
+        if any(labels.any() for _, labels in frames):  # SEG needs reference cells
+            scoring = [callbacks.ValidationSEG(frames, config.target)]
+    monitor = "val_seg" if scoring else "val_dice"
+    earlier = [row[monitor] for row in run_folder.read_log(model_dir) if monitor in row]
     chosen = [
         keras.callbacks.TerminateOnNaN(),
+        *scoring,  # before the callbacks that read val_seg
         callbacks.Backup(os.path.join(model_dir, run_folder.BACKUP), delete_checkpoint=False),
-        callbacks.BestCheckpoint(os.path.join(model_dir, run_folder.BEST), max(earlier, default=-math.inf)),
+        callbacks.BestCheckpoint(os.path.join(model_dir, run_folder.BEST), monitor, max(earlier, default=-math.inf)),
         keras.callbacks.EarlyStopping(monitor="val_dice", mode="max", patience=config.early_stopping_patience),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=config.reduce_lr_patience,
-                                          min_lr=config.learning_rate / 100),
+                                          min_lr=config.learning_rate / 100)
+        if config.lr_schedule == "constant" else callbacks.LearningRate(),
         keras.callbacks.CSVLogger(os.path.join(model_dir, run_folder.LOG), append=True),
         keras.callbacks.TensorBoard(board, profile_batch=config.profile_batch or 0),
     ]
@@ -185,10 +218,12 @@ def finish(config: Config, records: data.Records, tiles: int, log=print) -> dict
     evaluated = best.evaluate(val_set, steps=data.validation_steps(tiles, config.per_replica_batch_size),
                               return_dict=True, verbose=0)
     epochs = run_folder.read_log(config.model_dir)
-    best_row = max(epochs, key=lambda row: row.get("val_dice", -1.0)) if epochs else {}
+    monitor = "val_seg" if any("val_seg" in row for row in epochs) else "val_dice"
+    best_row = max(epochs, key=lambda row: row.get(monitor, -1.0)) if epochs else {}
     result = {
         "best_checkpoint": best_path,
         "best_epoch": int(best_row["epoch"]) + 1 if best_row else None,
+        "best_by": monitor,
         "validation": {k: float(v) for k, v in evaluated.items()},
         "final_epoch": epochs[-1] if epochs else {},
         "epochs_run": len(epochs),

@@ -25,19 +25,14 @@ def tune(trained: segmenter.Segmenter, records: data.Records, model_dir: str, lo
     network = segmenter.Network(trained)
     # As cellseg-predict does by default: outputs averaged over the 8 flips and quarter turns.
     predict_batch = tiling.averaged_over_symmetries(network)
-    # At most TUNE_FRAMES frames, evenly spread: memory stays bounded on long sequences.
-    count = records.description["counts"]["val"]
-    stride = max(1, -(-count // TUNE_FRAMES))
+    frames = data.validation_sample(records, TUNE_FRAMES)
     outputs, references = [], []
     predicting = Progress("predicting validation frames")
-    for index, (image, labels) in enumerate(data.validation_frames(records)):
-        if index % stride:
-            continue
+    for image, labels in frames:
         tile, overlap = network.layout(*image.shape)
-        predicted = tiling.predict_outputs(predict_batch, image, tile, overlap, tiling.tiles_per_call(tile))
-        outputs.append(predicted)
+        outputs.append(tiling.predict_outputs(predict_batch, image, tile, overlap, tiling.tiles_per_call(tile)))
         references.append(labels)
-        predicting(len(outputs), -(-count // stride))
+        predicting(len(outputs), len(frames))
     settings, seg = instances.tune(outputs, references, trained.target,
                                    progress=Progress("tuning post-processing on validation frames"))
     tuned = {**settings.to_dict(), "seg": seg, "tta": True, "frames": len(outputs),

@@ -47,3 +47,18 @@ def one_frame_records(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("records") / "Fluo-N2DH-ONE")
     convert.run([str(root)], convert.Output(out), convert.Settings(val_sequences=("02",)))
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """An untrained binary cellseg model saved as a .keras file: enough to exercise every prediction path."""
+    import numpy as np
+
+    from cellseg import segmenter
+
+    path = tmp_path_factory.mktemp("model") / "best.keras"
+    net = segmenter.Segmenter(32, base_filters=4, depth=2, target="binary")
+    net.compile(optimizer="adam")
+    net(np.zeros((1, 32, 32, 1), np.float32))
+    net.save(path)
+    return str(path)

@@ -105,17 +105,6 @@ def test_a_large_odd_frame_keeps_its_size():
     assert sum(calls) == 6 * 7 and max(calls) == 8
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    """An untrained cellseg model saved as a .keras file: enough to exercise every path."""
-    path = tmp_path_factory.mktemp("model") / "best.keras"
-    net = segmenter.Segmenter(32, base_filters=4, depth=2, target="binary")
-    net.compile(optimizer="adam")
-    net(np.zeros((1, 32, 32, 1), np.float32))
-    net.save(path)
-    return str(path)
-
-
 def test_ctc_sequence_gives_challenge_names_and_cells_csv(tiny_model, fluo_dataset, tmp_path):
     import csv
 

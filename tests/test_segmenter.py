@@ -3,6 +3,7 @@
 import inspect
 
 import keras
+import numpy as np
 
 from cellseg import segmenter
 
@@ -20,3 +21,16 @@ def test_the_loss_tracker_the_test_step_weighs_is_in_the_model_metrics():
     net._loss_tracker.update_state(2.0, sample_weight=3.0)
     net._loss_tracker.update_state(5.0, sample_weight=0.0)  # a batch of padding only
     assert float(net._loss_tracker.result()) == 2.0
+
+
+def test_a_network_refreshed_after_training_predicts_as_a_model_built_anew():
+    net = segmenter.Segmenter(32, base_filters=4, depth=2, target="three_class")
+    tiles = np.random.default_rng(0).random((2, 48, 64, 1), np.float32)
+    network = segmenter.Network(net)
+    before = network(tiles)  # builds and keeps a 48 x 64 model holding a copy of the weights
+    net.unet.set_weights([w + 0.05 for w in net.unet.get_weights()])  # as an epoch of training would
+    np.testing.assert_array_equal(network(tiles), before)  # the kept copy is stale
+    network.refresh()
+    fresh = segmenter.output_model(net, (48, 64)).predict_on_batch(tiles)
+    assert np.abs(fresh - before).max() > 1e-3
+    np.testing.assert_allclose(network(tiles), fresh, atol=1e-6)

@@ -45,7 +45,25 @@ def test_two_replicas_train_and_the_loss_falls(run):
     assert result["epochs_run"] == 3 and 0.0 <= result["validation"]["dice"] <= 1.0
     metrics_json = json.load(open(os.path.join(cfg.model_dir, "metrics.json")))
     assert metrics_json["validation"] == result["validation"]
-    assert metrics_json["best_epoch"] == 1 + int(max(epochs, key=lambda r: r["val_dice"])["epoch"])
+    assert metrics_json["best_by"] == "val_seg"  # the default, --best_by=seg
+    assert metrics_json["best_epoch"] == 1 + int(max(epochs, key=lambda r: r["val_seg"])["epoch"])
+
+
+def test_the_best_checkpoint_segments_the_validation_frames_to_its_logged_seg(run, fluo_dataset, tmp_path):
+    # val_seg, logged each epoch while two replicas trained, is what cellseg-predict gives with the best
+    # checkpoint, no test-time augmentation and the target's default thresholds, scored by cellseg-evaluate.
+    from cellseg import ctc, instances, predict, tiff
+
+    cfg, result, _ = run
+    epochs = run_folder.read_log(cfg.model_dir)
+    assert all(0.0 <= row["val_seg"] <= 1.0 for row in epochs)
+    defaults = instances.Postprocess(target=cfg.target)
+    predict.run_prediction(str(fluo_dataset / "02"), cfg.model_dir, str(tmp_path), tta=False, track=False,
+                           overrides={"mask_threshold": defaults.mask_threshold, "min_size": defaults.min_size,
+                                      "seed_threshold": defaults.seed_threshold})
+    pairs = [(tiff.read(frame.truth()[0]), tiff.read(tmp_path / "02_RES" / f"mask{frame.index:03d}.tif"))
+             for frame in ctc.discover(str(fluo_dataset)).frames if frame.sequence == "02"]
+    assert evaluate.score(pairs)["seg"] == pytest.approx(max(row["val_seg"] for row in epochs), abs=2e-3)
 
 
 def test_checkpoint_and_export_predict_the_same(run, fluo_records):
@@ -321,6 +339,7 @@ def test_bad_input_exits_non_zero_with_one_clear_line(fluo_records, tmp_path, ca
     ("patch larger than frames", None, {"patch_size": 256}, "larger than every frame"),
     ("batch size", None, {"per_replica_batch_size": 0}, "per_replica_batch_size"),
     ("target", None, {"target": "stardist"}, "target"),
+    ("best_by", None, {"best_by": "loss"}, "unknown --best_by=loss; expected one of seg, dice"),
 ])
 def test_bad_records_and_settings_are_refused_before_training(fluo_records, tmp_path, case, make, overrides,
                                                               message):

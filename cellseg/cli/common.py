@@ -44,6 +44,6 @@ def define_units(module: str):
     """--pixel_size and --frame_interval, for the commands that measure tracks (predict, track), listed by
     the `module` command's --help."""
     return (flags.DEFINE_float("pixel_size", None, "Pixel size in micrometres: track lengths and speeds in um "
-                               "(else px).", lower_bound=0, module_name=module),
+                               "(else px; a stack's own pixel size when its metadata has one).", lower_bound=0, module_name=module),
             flags.DEFINE_float("frame_interval", None, "Minutes between frames: speeds per minute (else per "
                                "frame).", lower_bound=0, module_name=module))

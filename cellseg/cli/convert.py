@@ -2,6 +2,10 @@
 
     cellseg-convert --input_dir=data/Fluo-N2DH-GOWT1 --val_sequences=02
     cellseg-convert --input_dir=gs://b/X --output_dir=gs://b/records/X --runner=DataflowRunner ...
+    cellseg-convert --input_dir=movie.tif --masks=movie_masks.tif     # a (T, Y, X) stack and its masks
+
+A stack is unpacked into a temporary CTC dataset folder (sequence 01, its masks
+as the truth) and converted from there, on this machine.
 
 Every argument that is not a cellseg-convert flag goes to Beam (runner, workers,
 staging). The job itself is `beam_pipelines/ctc_to_tfrecord.py`.
@@ -9,20 +13,24 @@ staging). The job itself is `beam_pipelines/ctc_to_tfrecord.py`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import sys
+import tempfile
 
 from absl import flags
 
 from cellseg.cli import quiet  # noqa: F401, I001 (first: TensorFlow loads without its start-up lines)
 from beam_pipelines import ctc_to_tfrecord as convert
-from cellseg import ctc, preprocess
+from cellseg import ctc, preprocess, stacks
 from cellseg.cli import common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("input_dir", None, "CTC dataset folder(s), local or on any Beam filesystem; "
                           "repeat the flag or separate with commas.")
+flags.DEFINE_multi_string("masks", None, "For each --input_dir that is a (T, Y, X) TIFF stack, in order: the stack "
+                          "of its label masks (the truth of every frame).")
 flags.DEFINE_string("output_dir", None, "Where shards go (default: records/<dataset name>).")
 flags.DEFINE_enum("truth", "gold_then_silver", ctc.TRUTH_POLICIES,
                   "Which masks: gold, silver, or gold where a frame has it and silver otherwise.")
@@ -67,10 +75,13 @@ def main(argv):
         )
         if not 0.0 <= settings.percentiles[0] < settings.percentiles[1] <= 100.0:
             raise ValueError("need 0 <= --percentile_low < --percentile_high <= 100")
-        names = [os.path.basename(path.rstrip("/")) for path in inputs]
-        output = convert.Output(FLAGS.output_dir or os.path.join("records", "+".join(names)), FLAGS.num_shards, FLAGS.compression)
-        description = convert.run(inputs, output, settings, beam_args, FLAGS.sequences, FLAGS.overwrite,
-                          command=" ".join(shlex.quote(arg) for arg in sys.argv))
+        with contextlib.ExitStack() as cleanup:
+            inputs = unpacked(inputs, FLAGS.masks or [], cleanup)
+            names = [os.path.basename(path.rstrip("/")) for path in inputs]
+            output = convert.Output(FLAGS.output_dir or os.path.join("records", "+".join(names)), FLAGS.num_shards,
+                                    FLAGS.compression)
+            description = convert.run(inputs, output, settings, beam_args, FLAGS.sequences, FLAGS.overwrite,
+                                      command=" ".join(shlex.quote(arg) for arg in sys.argv))
     except (ValueError, FileExistsError) as error:  # LayoutError is a ValueError
         common.fail("cellseg-convert", error)
     print(convert.format_counts(description))
@@ -82,6 +93,20 @@ def main(argv):
     if fraction > FLAGS.max_error_fraction:
         common.fail("cellseg-convert", f"{fraction:.1%} of inputs failed, more than --max_error_fraction="
                     f"{FLAGS.max_error_fraction:g}; the valid frames were written")
+
+
+def unpacked(inputs: list[str], masks: list[str], cleanup: contextlib.ExitStack) -> list[str]:
+    """The inputs with each (T, Y, X) stack replaced by a CTC dataset folder unpacked from it and its masks
+    (in a temporary folder that `cleanup` removes)."""
+    found = [path for path in inputs if stacks.is_stack(path)]
+    if len(masks) not in (0, len(found)):
+        raise ValueError(f"{len(masks)} --masks for {len(found)} stack(s) among --input_dir; give one per stack, "
+                         "in the same order")
+    if not found:
+        return inputs
+    root = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="cellseg-stacks-"))
+    pairs = dict(zip(found, masks or [None] * len(found)))
+    return [stacks.unpack(path, pairs[path], root) if path in pairs else path for path in inputs]
 
 
 def run():

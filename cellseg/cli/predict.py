@@ -2,8 +2,11 @@
 
     cellseg-predict --model=runs/gowt1 --input=data/Fluo-N2DH-GOWT1/02 --output_dir=out --overlays
 
-Writes CTC results (`NN_RES/maskTTT.tif`, or `labels/<frame>.tif` for other
-TIFFs), `cells.csv` and, with --overlays, `overlays/<frame>.png`.
+    cellseg-predict --model=runs/gowt1 --input=movie.ome.tif --output_dir=out   # a (T, Y, X) stack
+
+Writes CTC results (`NN_RES/maskTTT.tif`, `<stem>_RES/maskTTT.tif` for a stack,
+`labels/<frame>.tif` for other TIFFs), `cells.csv` and, with --overlays,
+`overlays/<frame>.png`. Sequences (folders and stacks) are tracked.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from cellseg.progress import Progress
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "A cellseg model: a run folder, its checkpoints/best.keras, or its export/.")
-flags.DEFINE_string("input", None, "A CTC sequence folder (e.g. data/X/02), a TIFF, or a glob of TIFFs.")
+flags.DEFINE_string("input", None, "A CTC sequence folder (e.g. data/X/02), a (T, Y, X) TIFF or OME-TIFF stack "
+                    "(results in <stem>_RES/), a TIFF, or a glob of TIFFs.")
 flags.DEFINE_string("output_dir", None, "Where NN_RES/ (or labels/), cells.csv and overlays/ go.")
 flags.DEFINE_integer("tile_size", 0, "Square tile side, a multiple of 2**depth; 0: the whole frame when it "
                      "holds at most --max_tile_pixels, else the largest square tile under that (an export: its "
@@ -36,7 +40,7 @@ flags.DEFINE_float("seed_threshold", None, "Seed threshold: h-maxima height in p
 flags.DEFINE_integer("min_size", None, "Objects of fewer pixels are dropped. Default: as above.", lower_bound=0)
 flags.DEFINE_bool("tta", True, "Test-time augmentation: average the outputs over the 8 flips and quarter turns "
                   "(SEG +0.02 to +0.04 in benchmarks/quality.py, for 8 times the prediction time; --notta: faster).")
-flags.DEFINE_bool("track", True, "Track a CTC sequence folder's cells: one label per track, res_track.txt, "
+flags.DEFINE_bool("track", True, "Track the cells of a CTC sequence folder or a stack: one label per track, res_track.txt, "
                   "tracks.csv (--notrack: frames alone).")
 _PIXEL_SIZE, _FRAME_INTERVAL = common.define_units(__name__)
 flags.DEFINE_bool("overlays", False, "Write overlays/<frame>.png with cell contours over each frame.")

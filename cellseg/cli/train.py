@@ -70,6 +70,12 @@ HELP = {
     "shuffle_buffer": ("Patches in the shuffle buffer of the training stream.", {"lower_bound": 1}),
     "tune_postprocessing": ("At the end, choose the post-processing thresholds that maximise SEG on the whole "
                             "validation frames (postprocess.json).", {}),
+    "lr_schedule": ("constant: --learning_rate, halved after --reduce_lr_patience epochs without a lower "
+                    "validation loss; cosine: warmed up over the first 5% of the steps, then cosine decay to 0.",
+                    {"enum_values": training.LR_SCHEDULES}),
+    "best_by": ("What picks checkpoints/best.keras: seg, the SEG of whole validation frames segmented each epoch "
+                "(no test-time augmentation, the target's default thresholds); dice, the validation tiles' "
+                "pixel Dice.", {"enum_values": training.BEST_BY}),
 }
 
 

@@ -1,0 +1,63 @@
+"""cellseg-export: a trained run as a BioImage Model Zoo package, for Fiji (deepImageJ), napari, ilastik.
+
+    cellseg-export --model=runs/gowt1 --output=gowt1.zip
+    cellseg-export --model=runs/gowt1 --output=gowt1.zip --test_image=data/X/02/t000.tif --check
+
+Writes a bioimage.io model package (format 0.5; `cellseg.model_zoo`), validated
+by the bioimageio.spec library as it is written; --check then runs
+bioimageio.core's model test on it (the test input through both weight
+formats, compared with the test output). `cellseg-predict --model=gowt1.zip`
+segments with it. Needs the optional extra: pip install 'cellseg[bioimageio]'.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from absl import flags
+
+from cellseg.cli import quiet  # noqa: F401, I001 (first: TensorFlow loads without its start-up lines)
+from cellseg import model_zoo
+from cellseg.cli import common
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", None, "The run folder to export (its checkpoints/best.keras and postprocess.json).")
+flags.DEFINE_enum("format", "bioimageio", ["bioimageio"], "Package format: bioimage.io model format 0.5.")
+flags.DEFINE_string("output", None, "The package to write, NAME.zip.")
+flags.DEFINE_string("test_image", None, "A raw 2-D TIFF frame for the package's test input and cover (default: "
+                    "the first validation frame of the run's records).")
+flags.DEFINE_string("name", "", "The package's name (default: cellseg <target> U-Net (<run folder>)).")
+flags.DEFINE_string("description", "", "One paragraph on what the model segments (default: a generic one).")
+flags.DEFINE_list("authors", ["cellseg"], "The authors, comma-separated.")
+flags.DEFINE_bool("check", False, "Run bioimageio.core's model test on the package after writing it.")
+flags.mark_flags_as_required(["model", "output"])
+
+
+def main(argv):
+    common.start(argv)
+    about = model_zoo.About(name=FLAGS.name, description=FLAGS.description, authors=tuple(FLAGS.authors))
+    try:
+        status = model_zoo.export(FLAGS.model, FLAGS.output, FLAGS.test_image, about)
+    except ValueError as error:
+        common.fail("cellseg-export", error)
+    print(f"wrote {FLAGS.output} ({os.path.getsize(FLAGS.output) / 1e6:.1f} MB); bioimageio.spec: {status}")
+    if FLAGS.check:
+        here, package = os.getcwd(), os.path.abspath(FLAGS.output)
+        with tempfile.TemporaryDirectory() as scratch:
+            os.chdir(scratch)  # bioimageio.core unzips the SavedModel into the working directory
+            try:
+                passed, lines = model_zoo.test(package)
+            finally:
+                os.chdir(here)
+        print("\n".join(lines))
+        if not passed:
+            common.fail("cellseg-export", f"{FLAGS.output}: bioimageio.core's model test failed (above)")
+
+
+def run():
+    common.run(main, __name__)
+
+
+if __name__ == "__main__":
+    run()
