@@ -88,9 +88,12 @@ def tracking_scores(pred_dir: str, truth_dir: str) -> dict:
     if found != expected:
         return {"skipped": f"{pred_dir} holds {found} masks, the tracking truth {expected} frames"}
     # py-ctcmetrics prints its progress and warns about each invalid link: the report says it all.
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         scores_found = evaluate_sequence(pred_dir, truth_dir, metrics=["TRA", "DET", "LNK"], threads=1)
+    if any(scores_found.get(name) is None for name in ("TRA", "DET", "LNK")):  # results it finds invalid
+        reason = f": {str(caught[0].message).splitlines()[0]}" if caught else ""
+        return {"skipped": f"py-ctcmetrics finds the tracking results in {pred_dir} invalid{reason}"}
     return {name.lower(): float(scores_found[name]) for name in ("TRA", "DET", "LNK")}
 
 

@@ -1,5 +1,6 @@
 """The commands' shape: flags made from the library's configs, so Python and the command agree."""
 
+import os
 import re
 import subprocess
 import sys
@@ -28,15 +29,49 @@ def test_the_command_and_the_python_api_build_the_same_run():
     assert flag_names == helped and {"rotation", "noise", "patch_size", "target"} <= set(flag_names)
 
 
-STARTUP_NOISE = re.compile(r"^[IWE]\d{4} |absl::InitializeLog|oneDNN custom operations|cuda drivers|cuInit", re.M)
+# TensorFlow's C++ log lines and notices, absl's and Beam's INFO lines, Keras progress bars.
+STARTUP_NOISE = re.compile(r"^[IWE]\d{4} |absl::InitializeLog|oneDNN custom operations|cuda drivers|cuInit|"
+                           r"^INFO:|\d+/\d+ \S*━", re.M)
 
 
-@pytest.mark.parametrize("command", ["synth", "summary", "convert", "train", "predict", "evaluate", "track"])
+# The commands as a user runs them: without the test session's TF_CPP_MIN_LOG_LEVEL and CUDA_VISIBLE_DEVICES,
+# which would hide the very lines these tests look for.
+USER_ENV = {key: value for key, value in os.environ.items()
+            if key not in ("TF_CPP_MIN_LOG_LEVEL", "CUDA_VISIBLE_DEVICES")}
+
+COMMANDS = ["synth", "summary", "convert", "train", "predict", "evaluate", "track", "export"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
 def test_help_shows_no_tensorflow_start_up_lines_unless_verbose(command):
-    shown = subprocess.run([sys.executable, "-m", f"cellseg.cli.{command}", "--help"], capture_output=True, text=True)
+    shown = subprocess.run([sys.executable, "-m", f"cellseg.cli.{command}", "--help"], capture_output=True, text=True,
+                           env=USER_ENV)
     assert "Try --helpfull" in shown.stdout  # absl printed the help (and exits with status 1)
     assert not STARTUP_NOISE.search(shown.stdout + shown.stderr), (shown.stdout + shown.stderr)[-2000:]
     if command == "predict":  # TensorFlow's own lines, when asked for
         loud = subprocess.run([sys.executable, "-m", "cellseg.cli.predict", "--help", "--verbose"],
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, env=USER_ENV)
         assert STARTUP_NOISE.search(loud.stderr)
+
+
+def test_a_tiny_real_run_of_every_command_prints_no_start_up_lines(tmp_path):
+    # synth -> summary -> convert -> train -> predict -> evaluate -> track -> export, as a new user would.
+    data, records, run, out = tmp_path / "data", tmp_path / "records", tmp_path / "run", tmp_path / "out"
+    steps = {
+        "synth": [f"--output_dir={data}", "--sequences=2", "--frames=2", "--height=64", "--width=64", "--seed=1"],
+        "summary": [f"--input_dir={data}"],
+        "convert": [f"--input_dir={data}", f"--output_dir={records}", "--val_sequences=02"],
+        "train": [f"--records_dir={records}", f"--model_dir={run}", "--epochs=1", "--steps_per_epoch=1",
+                  "--patch_size=32", "--base_filters=4", "--depth=2", "--per_replica_batch_size=2"],
+        "predict": [f"--model={run}", f"--input={data / '02'}", f"--output_dir={out}", "--notta"],
+        "evaluate": [f"--pred={out / '02_RES'}", f"--gt={data / '02_GT' / 'SEG'}"],
+        "track": [f"--input={out / '02_RES'}", f"--output_dir={tmp_path / 'tracked'}"],
+        "export": [f"--model={run}", f"--output={tmp_path / 'model.zip'}"],
+    }
+    assert sorted(steps) == sorted(COMMANDS)
+    for command, args in steps.items():
+        done = subprocess.run([sys.executable, "-m", f"cellseg.cli.{command}", *args], capture_output=True, text=True,
+                              env=USER_ENV)
+        assert done.returncode == 0, (command, done.stderr[-2000:])
+        noise = STARTUP_NOISE.search(done.stdout + done.stderr)
+        assert not noise, f"cellseg-{command}: {noise.group(0)!r} in\n{(done.stdout + done.stderr)[-3000:]}"

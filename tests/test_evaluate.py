@@ -53,3 +53,18 @@ def test_a_missing_or_empty_result_folder_is_refused_not_scored(tmp_path):
         evaluate.evaluate(str(tmp_path / "empty"), str(truth))
     with pytest.raises(ValueError, match="no man_segTTT.tif reference masks"):
         evaluate.evaluate(str(tmp_path / "empty"), str(tmp_path / "empty"))
+
+
+def test_tracking_results_the_challenge_s_checker_refuses_are_reported_not_fatal(fluo_dataset, tmp_path):
+    # A frame-filling object (a network that has hardly trained) in every frame, as one track:
+    # py-ctcmetrics finds it invalid; the segmentation is scored all the same.
+    from cellseg import ctc
+
+    truth = sorted(ctc.masks_by_index(str(fluo_dataset / "02_GT" / "TRA")))
+    for index in truth:
+        tiff.write_labels(tmp_path / ctc.result_name(index), np.ones((96, 96), np.uint16))
+    ctc.write_tracks(tmp_path / ctc.TRACKS, [(1, truth[0], truth[-1], 0)])
+    report = evaluate.evaluate(str(tmp_path), str(fluo_dataset / "02_GT" / "SEG"))
+    assert report["cellseg"]["frames"] == 2
+    assert report["tracking"]["skipped"].startswith(f"py-ctcmetrics finds the tracking results in {tmp_path} invalid")
+    assert "tracking not scored: py-ctcmetrics finds" in evaluate.markdown(report)

@@ -61,6 +61,7 @@ def test_the_command_writes_a_package_that_passes_the_spec_and_bioimageio_core_s
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert f"wrote {tmp_path / 'tiny.zip'}" in done.stdout and "bioimageio.spec: valid-format" in done.stdout
     assert "bioimageio.core model test: passed" in done.stdout
+    assert "━" not in done.stdout + done.stderr  # the model test's predictions print no progress bars
     tested = [line.split()[-1].strip("()") for line in done.stdout.splitlines() if "Reproduce test outputs" in line]
     assert sorted(tested) == ["keras_v3", "tensorflow_saved_model_bundle"], done.stdout
 

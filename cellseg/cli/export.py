@@ -18,6 +18,7 @@ import tempfile
 from absl import flags
 
 from cellseg.cli import quiet  # noqa: F401, I001 (first: TensorFlow loads without its start-up lines)
+import keras  # noqa: I001 (after quiet: keras imports TensorFlow)
 from cellseg import model_zoo
 from cellseg.cli import common
 
@@ -43,6 +44,8 @@ def main(argv):
         common.fail("cellseg-export", error)
     print(f"wrote {FLAGS.output} ({os.path.getsize(FLAGS.output) / 1e6:.1f} MB); bioimageio.spec: {status}")
     if FLAGS.check:
+        if not FLAGS.verbose:
+            keras.utils.disable_interactive_logging()  # the model test's predictions: no progress bars
         here, package = os.getcwd(), os.path.abspath(FLAGS.output)
         with tempfile.TemporaryDirectory() as scratch:
             os.chdir(scratch)  # bioimageio.core unzips the SavedModel into the working directory
