@@ -11,6 +11,10 @@ Frame by frame (`Tracker.add`, so a sequence of any length streams through):
 - a new object left unmatched that lies mostly on a cell already matched to
   another new object is that cell's second daughter: the cell's track ends and
   both daughters start tracks with it as parent (the challenge's division);
+- before matching, an object that holds most of two cells of the previous frame
+  (each of a cell's size, and seen for two frames or born of a division) is cut
+  between them (`split_merged`): touching cells that the segmentation merged in
+  one frame keep their tracks;
 - a track that was not seen in the previous frame is looked for by its last mask
   (gap closing, up to `Config.max_gap` frames). The challenge's format allows no
   frame without its label inside a track, so the part after the gap gets a new
@@ -31,8 +35,8 @@ import glob
 import os
 
 import numpy as np
-from scipy import optimize
-from skimage import registration
+from scipy import ndimage, optimize
+from skimage import registration, segmentation
 
 from PIL import Image
 
@@ -47,6 +51,7 @@ class Config:
     max_gap: int = 1  # frames a cell may be missing and still be linked
     division_overlap: float = 0.5  # a daughter lies on its parent (shifted) by at least this fraction of its area
     drift: bool = True  # estimate and remove a global shift between frames
+    split_merged: bool = True  # cut an object that holds two or more cells of the frame before between them
 
     def __post_init__(self):
         if not 0 < self.min_iou < 1:
@@ -103,6 +108,52 @@ def overlaps(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     return counts.reshape(-1, columns)
 
 
+MERGED_SHARE = 0.5  # of a cell's area that must lie in one object for that object to hold it
+FRAGMENT = 0.5  # of the typical (median) cell area of the frame before: a smaller piece may be part of a cell
+
+
+def split_merged(previous: np.ndarray, labels: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """`labels` with each object that holds most (`MERGED_SHARE`) of two or more of `cells`, labels of
+    `previous` (the frame before, shifted onto this one), cut between them: a watershed of the object's
+    distance map from the parts of it that each cell covers. New pieces take labels above the frame's largest."""
+    labels = np.asarray(labels)
+    shared = overlaps(previous, labels)
+    whole = shared.sum(axis=1)  # each cell's area
+    shared[:, 0] = 0  # a cell's pixels on background hold it nowhere
+    cells = np.asarray(cells, np.int64)
+    cells = cells[(cells < len(whole))]
+    cells = cells[whole[cells] > 0]
+    if not len(cells):
+        return labels
+    holder = np.argmax(shared[cells], axis=1)
+    held = shared[cells, holder] >= MERGED_SHARE * whole[cells]
+    by_object: dict[int, list[int]] = {}
+    for cell, obj in zip(cells[held].tolist(), holder[held].tolist()):
+        by_object.setdefault(obj, []).append(cell)
+    # Two cells in one object: each of them of a cell's size. Pieces much smaller than the frame's typical
+    # cell are one cell cut in pieces there, which the object now rightly holds together.
+    typical = np.median(whole[cells])
+    by_object = {obj: [cell for cell in found if whole[cell] >= FRAGMENT * typical]
+                 for obj, found in by_object.items()}
+    merged = {obj: found for obj, found in by_object.items() if len(found) > 1}
+    if not merged:
+        return labels
+    out = labels.astype(np.int64)
+    next_label = int(out.max()) + 1
+    boxes = ndimage.find_objects(out)
+    for obj, found in merged.items():
+        box = boxes[obj - 1]
+        inside = out[box] == obj
+        markers = np.zeros(inside.shape, np.int32)
+        for i, cell in enumerate(found, start=1):
+            markers[(previous[box] == cell) & inside] = i
+        pieces = segmentation.watershed(-ndimage.distance_transform_edt(inside), markers, mask=inside)
+        for i in range(2, len(found) + 1):
+            out[box][pieces == i] = next_label
+            next_label += 1
+    return out
+
+
 class Tracker:
     """Links frames given one by one (`add`); `tracks` and `lineages` once all are in."""
 
@@ -132,9 +183,20 @@ class Tracker:
         if self.history and labels.shape != self.history[-1][0].shape:
             raise ValueError(f"frame {self.frame + 1} is {labels.shape}, the one before {self.history[-1][0].shape}")
         self.frame += 1
+        shift = (0, 0)
+        if self.history:
+            previous = self.history[-1][0]
+            shift = global_shift(previous, labels) if self.config.drift else (0, 0)
+            if self.config.split_merged:
+                # Cells seen for one frame only and born of no division may be fragments of one cell:
+                # they are not trusted to cut an object.
+                settled = [t.label for t in self.tracks.values()
+                           if t.last == self.frame - 1 and (t.first < t.last or t.parent)]
+                labels = split_merged(shifted(previous, shift), labels, settled)
         objects = np.unique(labels[labels > 0])
         to_track = np.zeros(int(labels.max(initial=0)) + 1, np.int64)
-        shift = self._link(labels, objects, to_track) if self.history else (0, 0)
+        if self.history:
+            self._link(labels, objects, to_track, shift)
         for obj in objects[to_track[objects] == 0]:
             to_track[obj] = self._new()
         relabelled = to_track[labels]
@@ -144,10 +206,10 @@ class Tracker:
         self.history = (self.history + [(relabelled, shift)])[-(self.config.max_gap + 1):]
         return relabelled
 
-    def _link(self, labels: np.ndarray, objects: np.ndarray, to_track: np.ndarray) -> tuple[int, int]:
-        """Fill `to_track` (object -> track label) for the objects that continue or divide; returns the shift."""
+    def _link(self, labels: np.ndarray, objects: np.ndarray, to_track: np.ndarray, shift: tuple[int, int]) -> None:
+        """Fill `to_track` (object -> track label) for the objects that continue or divide, the frame before
+        moved by `shift`."""
         previous = self.history[-1][0]
-        shift = global_shift(previous, labels) if self.config.drift else (0, 0)
         # Rows: the previous frame's tracks, then those last seen a few frames back (gaps).
         candidates = [(shifted(previous, shift), np.unique(previous[previous > 0]), False)]
         total = shift
@@ -170,7 +232,7 @@ class Tracker:
             rows += list(tracks)
             gap_rows += [is_gap] * len(tracks)
         if not rows or not len(objects):
-            return shift
+            return
         inter = np.concatenate([b[0] for b in blocks])
         iou = np.concatenate([b[1] for b in blocks])
         track_area = np.concatenate([b[2] for b in blocks])
@@ -207,7 +269,6 @@ class Tracker:
             self.divided.add(int(rows[row]))
             for col in cols:
                 to_track[objects[col]] = self._new(parent=int(rows[row]))
-        return shift
 
     def rows(self) -> list[tuple[int, int, int, int]]:
         """The challenge's res_track.txt rows: (label, first frame, last frame, parent)."""
@@ -306,7 +367,7 @@ def track_folder(source: str, output_dir: str, config: Config = Config(), pixel_
     """Track the label images of `source`, a folder or a (T, Y, X) stack, into `output_dir` (relabelled
     masks of the same names, maskTTT.tif for a stack's frames, res_track.txt, tracks.csv; with `pictures`,
     overlays/trajectories.png and lineage.png drawn over the last mask); `output_dir` may be `source`
-    itself (the segmentation stays as it was). A stack's own pixel size is used when `pixel_size` is None."""
+    itself. A stack's own pixel size is used when `pixel_size` is None."""
     with contextlib.ExitStack() as opened:
         if stacks.is_stack(source):
             stack = opened.enter_context(stacks.Stack(source))

@@ -70,6 +70,49 @@ def test_a_disc_missing_for_one_frame_is_bridged_and_stays_one_cell():
     assert tracker.lineages()[after] == before  # one cell
 
 
+def test_two_cells_merged_in_one_frame_are_cut_apart_and_keep_their_tracks():
+    # Two discs side by side for three frames; in the fourth the segmentation gives them one label.
+    apart = [[(1, (40, 48), 9), (2, (40, 68), 9), (3, (15, 100), 9)] for _ in range(3)]
+    merged = frames_of(*apart)[0].copy()
+    merged[merged == 2] = 1
+    frames = frames_of(*apart) + [merged]
+    out, tracker = track(frames)
+    left, right = label_at(out[2], (40, 48)), label_at(out[2], (40, 68))
+    assert label_at(out[3], (40, 48)) == left and label_at(out[3], (40, 68)) == right
+    for label in (left, right):  # each piece is its disc again (the cut runs along the neck)
+        piece, cell = out[3] == label, out[2] == label
+        assert (piece & cell).sum() / (piece | cell).sum() > 0.9
+    assert sorted(tracker.rows()) == [(1, 0, 3, 0), (2, 0, 3, 0), (3, 0, 3, 0)]
+    # Without the cut the merged object continues one track; the other ends.
+    _, plain = track(frames, split_merged=False)
+    assert sorted(last for _, _, last, _ in plain.rows()) == [2, 3, 3]
+
+
+def test_a_cell_cut_in_pieces_before_is_not_cut_when_it_is_whole_again():
+    # A cell segmented as a large and a small piece (under half the typical cell) for three frames, then
+    # whole: the whole object stays one (it holds one cell and a piece); like-sized cells around it.
+    others = [(5, (15, 20), 8), (6, (15, 60), 8), (7, (65, 20), 8), (8, (65, 100), 8)]
+    whole = frames_of(others + [(1, (40, 60), 9)])[0]
+    cut = whole.copy()
+    cut[(cut == 1) & (np.arange(cut.shape[1])[None, :] > 64)] = 2  # the right quarter a piece of its own
+    out, _ = track([cut, cut, cut, whole])
+    assert len(np.unique(out[3][whole == 1])) == 1
+    assert tracking.split_merged(cut, whole, np.arange(1, 9)).max() == whole.max()  # nothing cut
+
+
+def test_a_pair_seen_for_one_frame_only_does_not_cut():
+    # Two objects that appear from nothing may be one cell's pieces: they cut a later object only once
+    # seen for two frames (daughters of a division are trusted at once).
+    other = [(3, (15, 100), 9)]
+    empty, apart = frames_of(other, other + [(1, (40, 48), 9), (2, (40, 68), 9)])
+    merged = apart.copy()
+    merged[merged == 2] = 1
+    out, _ = track([empty, apart, merged])
+    assert len(np.unique(out[2][merged == 1])) == 1
+    out, _ = track([empty, apart, apart, merged])
+    assert len(np.unique(out[3][merged == 1])) == 2
+
+
 def test_a_whole_frame_shifted_by_40_px_links_correctly():
     cells = [(1, (30, 30), 7), (2, (30, 52), 7), (3, (52, 40), 7), (4, (60, 70), 7)]
     moved = [(label + 10, (y, x + 40), r) for label, (y, x), r in cells]

@@ -24,11 +24,13 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("input", None, "A folder of label TIFFs, one per frame (e.g. out/02_RES), or a (T, Y, X) "
                     "TIFF stack of labels.")
 flags.DEFINE_string("output_dir", None, "Where the relabelled masks, res_track.txt and tracks.csv go "
-                    "(default: --input, whose segmentation is unchanged; <stem>_RES beside a stack).")
+                    "(default: --input, relabelled in place; <stem>_RES beside a stack).")
 _PIXEL_SIZE, _FRAME_INTERVAL = common.define_units(__name__)
 flags.DEFINE_integer("max_gap", tracking.Config.max_gap, "Frames a cell may be missing and still be linked.",
                      lower_bound=0)
 flags.DEFINE_bool("drift", tracking.Config.drift, "Estimate and remove a global shift between frames.")
+flags.DEFINE_bool("split_merged", tracking.Config.split_merged, "Cut an object that holds two cells of the frame "
+                  "before (each of a cell's size, seen for two frames or born of a division) between them.")
 flags.DEFINE_bool("overlays", False, "Also draw overlays/trajectories.png (the paths over the last mask) and "
                   "overlays/lineage.png.")
 flags.mark_flags_as_required(["input"])
@@ -39,7 +41,8 @@ def main(argv):
     try:
         output_dir = FLAGS.output_dir or tracking.default_output(FLAGS.input)
         result = tracking.track_folder(FLAGS.input, output_dir,
-                                       tracking.Config(max_gap=FLAGS.max_gap, drift=FLAGS.drift), _PIXEL_SIZE.value,
+                                       tracking.Config(max_gap=FLAGS.max_gap, drift=FLAGS.drift,
+                                                       split_merged=FLAGS.split_merged), _PIXEL_SIZE.value,
                                        _FRAME_INTERVAL.value, Progress("tracking frames"), FLAGS.overlays)
     except ValueError as error:
         common.fail("cellseg-track", error)
