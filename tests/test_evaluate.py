@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from cellseg import evaluate, synthetic, tiff
+from cellseg import ctc, evaluate, synthetic, tiff
 
 
 def test_scores_pool_frames_like_the_challenge():
@@ -58,8 +58,6 @@ def test_a_missing_or_empty_result_folder_is_refused_not_scored(tmp_path):
 def test_tracking_results_the_challenge_s_checker_refuses_are_reported_not_fatal(fluo_dataset, tmp_path):
     # A frame-filling object (a network that has hardly trained) in every frame, as one track:
     # py-ctcmetrics finds it invalid; the segmentation is scored all the same.
-    from cellseg import ctc
-
     truth = sorted(ctc.masks_by_index(str(fluo_dataset / "02_GT" / "TRA")))
     for index in truth:
         tiff.write_labels(tmp_path / ctc.result_name(index), np.ones((96, 96), np.uint16))
