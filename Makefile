@@ -43,7 +43,7 @@ demo: $(INSTALLED)
 	@echo
 	rm -rf $(DEMO_RUN)
 	$(BIN)/cellseg-train --records_dir=$(DEMO_RECORDS) --model_dir=$(DEMO_RUN) \
-		--epochs=4 --steps_per_epoch=20 --patch_size=128 --per_replica_batch_size=8 --learning_rate=1e-3 \
+		--epochs=12 --steps_per_epoch=50 --patch_size=128 --per_replica_batch_size=8 --learning_rate=1e-3 \
 		$(if $(DEMO_TARGET),--target=$(DEMO_TARGET))
 	@echo
 	$(BIN)/cellseg-predict --model=$(DEMO_RUN) --input=$(DEMO_DATA)/02 \

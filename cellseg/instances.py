@@ -9,14 +9,18 @@ one object per seed inside the mask:
   separates them while the ridge along one elongated cell does not cut it;
 - `three_class` (background, interior, boundary probabilities): mask = 1 -
   p_background > mask_threshold; seeds = p_interior > seed_threshold, kept
-  apart by the boundary class where cells touch;
+  apart by the boundary class where cells touch, or (`seed_peaks`) the peaks of
+  p_interior (smoothed by `PEAK_SMOOTHING`) that rise `seed_threshold` above the
+  pass to any higher one, which part touching cells where the network drew no
+  boundary but its interior dips between them;
 - `distance` (cell distance, neighbour distance): mask = cell distance >
   mask_threshold; seeds = cell - neighbour distance > seed_threshold, the
   cell centres with the contacts between cells subtracted (Scherr et al. 2020);
   the watershed runs on the cell distance rescaled to pixels per cell.
 
 Objects under `min_size` pixels are dropped and holes filled. `tune` picks the
-thresholds and minimum size that maximise the SEG measure on validation frames.
+thresholds (and for `three_class` the kind of seed) and the minimum size that
+maximise the SEG measure on validation frames.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from cellseg import preprocess, scores, targets
 # Of the median reference object area. Half the median (tried before) dropped the small cells of
 # held-out frames: synthetic fluorescence SEG 0.853 with 217 px against 0.925 with 92 px.
 MIN_SIZE_FRACTIONS = (0.0, 0.1, 0.25)
+PEAK_SMOOTHING = 1.0  # Gaussian sigma (px) of the interior probability before its peaks are found
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +49,16 @@ class Postprocess:
     seed_threshold: float | None = None  # binary: h-maxima height in pixels
     min_size: int = 10  # objects of fewer pixels are dropped
     fill_holes: bool = True
+    seed_peaks: bool = False  # three_class: seeds are the interior's peaks rising seed_threshold, not its level
+
+    @property
+    def seed_name(self) -> str:
+        return "seed peak height" if self.seed_peaks else "seed threshold"
+
+    def describe(self) -> str:
+        """The thresholds in words, as the commands print them."""
+        return (f"mask threshold {self.mask_threshold:g}, {self.seed_name} {self.seed_threshold:g}, "
+                f"min size {self.min_size} px")
 
     def __post_init__(self):
         row = targets.get(self.target)
@@ -56,6 +71,8 @@ class Postprocess:
                 raise ValueError(f"{self.target} {name} must be {_say(bounds)}, got {getattr(self, name)}")
         if self.min_size < 0:
             raise ValueError(f"min_size must be >= 0, got {self.min_size}")
+        if self.seed_peaks and not row.peak_grid:
+            raise ValueError(f"seed_peaks is for the interior probability of three_class, not {self.target}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -92,7 +109,12 @@ def labels_from_outputs(outputs: np.ndarray, settings: Postprocess) -> np.ndarra
     if row.seeds == "interior":
         mask = 1.0 - outputs[..., targets.BACKGROUND] > mask_threshold
         interior = outputs[..., targets.INTERIOR]
-        return seeded_watershed(-interior, interior > seed_threshold, mask, settings.min_size, settings.fill_holes)
+        if settings.seed_peaks:
+            interior = ndimage.gaussian_filter(interior, PEAK_SMOOTHING)
+            seeds = h_maxima(np.where(mask, interior, 0.0), seed_threshold)
+        else:
+            seeds = interior > seed_threshold
+        return seeded_watershed(-interior, seeds, mask, settings.min_size, settings.fill_holes)
     cell, neighbour = outputs[..., 0], outputs[..., 1]
     mask, seeds = cell > mask_threshold, cell - neighbour > seed_threshold
     return seeded_watershed(_distance_surface(cell, neighbour, seeds, mask), seeds, mask, settings.min_size,
@@ -125,8 +147,8 @@ def split_touching(mask: np.ndarray, seed_height: float = 2.0, min_size: int = 1
 
 
 def h_maxima(distance: np.ndarray, height: float) -> np.ndarray:
-    """`skimage.morphology.h_maxima(distance, height)` of a distance transform (0 off the cells): the same
-    pixels, in a fraction of the time.
+    """`skimage.morphology.h_maxima(distance, height)` of an image that is 0 off the cells and positive on
+    them (a distance transform, a masked probability): the same pixels, in a fraction of the time.
 
     skimage reconstructs the shifted image (`distance` - `height`, less a rounding
     margin) under `distance` over the whole frame, sorting every pixel twice,
@@ -222,9 +244,11 @@ def tune(outputs: list[np.ndarray], references: list[np.ndarray], target: str, g
     """The settings with the best SEG over validation frames, and that SEG.
 
     Every (mask, seed) threshold pair of the grid is scored with the smallest
-    nonzero minimum size, then each minimum size at the best pair. `grid` may
-    replace the lists "mask_threshold", "seed_threshold" and "min_size" (the
-    default sizes are fractions of the references' median object area).
+    nonzero minimum size, then each minimum size at the best pair; for
+    `three_class`, the pairs of mask threshold and seed peak height as well.
+    `grid` may replace the lists "mask_threshold", "seed_threshold",
+    "seed_peak_height" and "min_size" (the default sizes are fractions of the
+    references' median object area).
     `progress(done, total)` is called after each scored setting.
 
     SEG scores reference objects only, so it does not see false positives: among
@@ -237,18 +261,21 @@ def tune(outputs: list[np.ndarray], references: list[np.ndarray], target: str, g
     for output, reference in zip(outputs, references):
         if np.shape(output)[:2] != np.shape(reference):
             raise ValueError(f"outputs of shape {np.shape(output)} do not match a reference of {np.shape(reference)}")
-    unknown = set(grid or {}) - {"mask_threshold", "seed_threshold", "min_size"}
+    keys = ("mask_threshold", "seed_threshold", "seed_peak_height", "min_size")
+    unknown = set(grid or {}) - set(keys)
     if unknown:
-        raise ValueError(f"unknown grid keys {sorted(unknown)}; expected mask_threshold, seed_threshold, min_size")
-    masks, seeds = row.mask_grid, row.seed_grid
+        raise ValueError(f"unknown grid keys {sorted(unknown)}; expected {', '.join(keys)}")
     areas = np.concatenate([np.unique(r[r > 0], return_counts=True)[1] for r in map(np.asarray, references)])
     median = float(np.median(areas)) if areas.size else 0.0
-    grid = {"mask_threshold": masks, "seed_threshold": seeds,
+    grid = {"mask_threshold": row.mask_grid, "seed_threshold": row.seed_grid, "seed_peak_height": row.peak_grid,
             "min_size": sorted({round(f * median) for f in MIN_SIZE_FRACTIONS}), **(grid or {})}
-    if not all(grid[key] for key in ("mask_threshold", "seed_threshold", "min_size")):
-        raise ValueError("every grid list needs at least one value")
+    if grid["seed_peak_height"] and not row.peak_grid:
+        raise ValueError(f"seed peaks are for the interior probability of three_class, not {target}")
+    seeds = [(seed, False) for seed in grid["seed_threshold"]] + [(peak, True) for peak in grid["seed_peak_height"]]
+    if not (grid["mask_threshold"] and grid["min_size"] and seeds):
+        raise ValueError("the grid needs a mask threshold, a min size, and a seed threshold or seed peak height")
     fixed = min((size for size in grid["min_size"] if size > 0), default=min(grid["min_size"]))
-    total = len(grid["mask_threshold"]) * len(grid["seed_threshold"]) + len(grid["min_size"]) - 1
+    total = len(grid["mask_threshold"]) * len(seeds) + len(grid["min_size"]) - 1
     found: dict[Postprocess, tuple[float, float]] = {}  # (SEG, F1)
 
     def rank(settings: Postprocess) -> tuple[float, float]:
@@ -268,7 +295,7 @@ def tune(outputs: list[np.ndarray], references: list[np.ndarray], target: str, g
                 chosen = settings
         return chosen
 
-    pair = best(Postprocess(target, mask, seed, fixed)
-                for mask, seed in itertools.product(grid["mask_threshold"], grid["seed_threshold"]))
+    pair = best(Postprocess(target, mask, seed, fixed, seed_peaks=peaks)
+                for mask, (seed, peaks) in itertools.product(grid["mask_threshold"], seeds))
     chosen = best(dataclasses.replace(pair, min_size=size) for size in grid["min_size"])
     return chosen, found[chosen][0]

@@ -246,9 +246,7 @@ def _documentation(name, description, row, architecture, percentiles, halo, smal
                    metrics) -> str:
     counts = records.get("counts", {})
     inputs = ", ".join(os.path.basename(os.path.normpath(p)) for p in records.get("inputs", [])) or "not recorded"
-    thresholds = (", ".join(f"{k} {v}" for k, v in tuned.items() if k in ("mask_threshold", "seed_threshold",
-                                                                          "min_size"))
-                  if tuned else "the target's defaults")
+    thresholds = instances.Postprocess.from_dict(tuned).describe() if tuned else "the target's defaults"
     validation = metrics.get("validation", {})
     return f"""# {name}
 

@@ -186,7 +186,7 @@ def _load(path: str, tile: int, overlap: int, max_pixels: int):
 def postprocess_settings(model: Model, overrides: dict | None = None):
     """The model's tuned `instances.Postprocess` (its target's defaults without postprocess.json), with overrides.
 
-    `overrides` maps mask_threshold, seed_threshold, min_size to values; None keeps the tuned one.
+    `overrides` maps mask_threshold, seed_threshold, seed_peaks, min_size to values; None keeps the tuned one.
     """
     values = dict(model.postprocess or {"target": model.target})
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})

@@ -43,7 +43,6 @@ def tune(trained: segmenter.Segmenter, records: data.Records, model_dir: str, lo
             "frames (cellseg-convert --val_fraction or --val_sequences), or set them in cellseg-predict")
     with open(os.path.join(model_dir, run_folder.POSTPROCESS), "w") as handle:
         json.dump(tuned, handle, indent=2)
-    log(f"post-processing tuned on {len(outputs)} validation frame(s): "
-        + ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in settings.to_dict().items())
-        + f"; SEG {seg:.3f}")
+    log(f"post-processing tuned on {len(outputs)} validation frame(s): target {settings.target}, "
+        f"{settings.describe()}, fill holes {settings.fill_holes}; SEG {seg:.3f}")
     return tuned

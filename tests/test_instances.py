@@ -154,6 +154,54 @@ def test_tune_breaks_seg_ties_by_detection_f1():
         assert score == 1.0 and settings.mask_threshold == 0.5
 
 
+def interior_domes(shape, centres, radius, neck, peaks=(0.95, 0.9)):
+    """Three-class outputs of two discs that touch with no boundary between them, as a short-trained
+    network draws them: the interior falls from `peaks` at the centres to `neck` where the discs meet (on
+    the line between the centres), the boundary class lies on the outer border only. Returns (outputs,
+    reference labels: each pixel of the union to its nearest centre)."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    distances = np.stack([np.hypot(yy - y, xx - x) for y, x in centres])
+    union = distances.min(axis=0) <= radius
+    nearest = distances.argmin(axis=0)
+    reference = np.where(union, nearest + 1, 0)
+    half_gap = np.hypot(*np.subtract(centres[0], centres[1])) / 2
+    peak = np.asarray(peaks)[nearest]
+    interior = np.where(union, peak - (peak - neck) * distances.min(axis=0) / half_gap, 0.0).clip(0.0, 1.0)
+    border = union & ~ndimage.binary_erosion(union)
+    interior[border] = 0.0
+    boundary = np.where(border, 0.9, 0.0)
+    background = 1.0 - interior - boundary
+    return np.stack([background, interior, boundary], axis=-1).astype(np.float32), reference
+
+
+def test_interior_peaks_part_touching_cells_that_the_interior_level_joins():
+    outputs, reference = interior_domes((48, 80), [(24, 28), (24, 50)], 12, neck=0.85)
+    level = instances.labels_from_outputs(outputs, instances.Postprocess("three_class", 0.5, 0.7))
+    assert level.max() == 1  # the interior is above 0.7 across the contact: one seed
+    peaks = instances.Postprocess("three_class", 0.5, 0.02, seed_peaks=True)
+    labels = instances.labels_from_outputs(outputs, peaks)
+    assert labels.max() == 2 and scores.seg_score([reference], [labels]) > 0.95
+    # The lower peak rises 0.05 above the contact: asked for 0.2, it is no seed.
+    higher = dataclasses.replace(peaks, seed_threshold=0.2)
+    assert instances.labels_from_outputs(outputs, higher).max() == 1
+
+
+def test_tune_tries_interior_peaks_beside_the_level():
+    outputs, reference = interior_domes((48, 80), [(24, 28), (24, 50)], 12, neck=0.85)
+    grid = {"mask_threshold": [0.5], "min_size": [0]}
+    levels_only, seg_levels = instances.tune([outputs], [reference], "three_class", {**grid, "seed_peak_height": []})
+    assert not levels_only.seed_peaks and seg_levels < 0.6  # the two cells stay one object
+    calls = []
+    chosen, seg = instances.tune([outputs], [reference], "three_class", grid,
+                                 progress=lambda done, total: calls.append(total))
+    assert chosen.seed_peaks and chosen.seed_threshold in targets.get("three_class").peak_grid and seg > 0.95
+    assert calls[-1] == len(targets.get("three_class").seed_grid) + len(targets.get("three_class").peak_grid)
+    # On cells that a boundary parts, the level scores as well and, scored first, is kept.
+    apart = np.eye(3, dtype=np.float32)[targets.three_class_numpy(reference)]
+    chosen, seg = instances.tune([apart], [reference], "three_class", grid)
+    assert not chosen.seed_peaks and seg == 1.0
+
+
 def test_tune_refuses_mismatched_frames():
     labels = np.zeros((16, 16), np.uint16)
     outputs = np.zeros((16, 16, 1), np.float32)
@@ -162,6 +210,10 @@ def test_tune_refuses_mismatched_frames():
             instances.tune(*args, "binary")
     with pytest.raises(ValueError, match="unknown grid keys"):
         instances.tune([outputs], [labels], "binary", {"seed": [1.0]})
+    with pytest.raises(ValueError, match="three_class, not binary"):
+        instances.tune([outputs], [labels], "binary", {"seed_peak_height": [0.1]})
+    with pytest.raises(ValueError, match="seed threshold or seed peak height"):
+        instances.tune([outputs], [labels], "binary", {"seed_threshold": []})
 
 
 def test_settings_round_trip_and_defaults():
@@ -171,6 +223,13 @@ def test_settings_round_trip_and_defaults():
         default = instances.Postprocess(target)
         assert (default.mask_threshold, default.seed_threshold) == (mask, seed)
         assert instances.Postprocess.from_dict(default.to_dict()) == default
+    peaks = instances.Postprocess("three_class", 0.4, 0.02, min_size=9, seed_peaks=True)
+    assert instances.Postprocess.from_dict(peaks.to_dict()) == peaks
+    assert peaks.describe() == "mask threshold 0.4, seed peak height 0.02, min size 9 px"
+    # postprocess.json written before seed peaks existed: the interior level, as then.
+    older = {"target": "three_class", "mask_threshold": 0.4, "seed_threshold": 0.8, "min_size": 9, "seg": 0.8}
+    assert not instances.Postprocess.from_dict(older).seed_peaks
+    assert instances.Postprocess.from_dict(older).describe() == "mask threshold 0.4, seed threshold 0.8, min size 9 px"
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -182,6 +241,9 @@ def test_settings_round_trip_and_defaults():
     ({"target": "three_class", "seed_threshold": 1.0}, "seed_threshold"),
     ({"target": "distance", "seed_threshold": -1.0}, "seed_threshold"),
     ({"min_size": -1}, "min_size"),
+    ({"target": "binary", "seed_peaks": True}, "seed_peaks"),
+    ({"target": "distance", "seed_peaks": True}, "seed_peaks"),
+    ({"target": "three_class", "seed_threshold": 0.0, "seed_peaks": True}, "seed_threshold"),
 ])
 def test_invalid_settings_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -252,6 +314,20 @@ def test_h_maxima_on_the_cells_only_equals_skimage_on_the_whole_frame(height):
             mask |= disc(shape, (shape[0] - 9, shape[1] - 9), 7)
         distance = ndimage.distance_transform_edt(mask)
         np.testing.assert_array_equal(instances.h_maxima(distance, height), morphology.h_maxima(distance, height),
+                                      err_msg=f"trial {trial}")
+
+
+@pytest.mark.parametrize("height", [0.005, 0.05, 0.2])
+def test_h_maxima_of_a_masked_probability_equals_skimage(height):
+    from skimage import morphology
+
+    rng = np.random.default_rng(int(height * 1000))
+    for trial in range(15):
+        shape = tuple(rng.integers(20, 90, 2))
+        mask = random_cells(rng, shape, rng.integers(1, 25), rng.choice([2.5, 6.0, 12.0]))
+        probability = ndimage.gaussian_filter(rng.random(shape), 2.0)  # in (0, 1): positive on the cells
+        masked = np.where(mask, probability, 0.0)
+        np.testing.assert_array_equal(instances.h_maxima(masked, height), morphology.h_maxima(masked, height),
                                       err_msg=f"trial {trial}")
 
 

@@ -225,6 +225,9 @@ def test_the_target_and_tuned_thresholds_come_from_the_run_folder(tmp_path):
         assert model.target == "three_class" and model.postprocess == tuned
         settings = predict.postprocess_settings(model, {"seed_threshold": 0.6, "min_size": None})
         assert (settings.mask_threshold, settings.seed_threshold, settings.min_size) == (0.35, 0.6, 7)
+        assert not settings.seed_peaks
+        peaks = predict.postprocess_settings(model, {"seed_threshold": 0.05, "seed_peaks": True})
+        assert (peaks.seed_threshold, peaks.seed_peaks, peaks.min_size) == (0.05, True, 7)
         assert model.predict(np.zeros((2, 32, 32, 1), np.float32)).shape == (2, 32, 32, 3)
     (run / "postprocess.json").write_text(json.dumps({**tuned, "target": "distance"}))
     with pytest.raises(ValueError, match="for target distance"):

@@ -16,7 +16,7 @@ import sys
 from absl import flags
 
 from cellseg.cli import quiet  # noqa: F401, I001 (first: TensorFlow loads without its start-up lines)
-from cellseg import predict, tiling
+from cellseg import instances, predict, tiling
 from cellseg.cli import common
 from cellseg.progress import Progress
 
@@ -36,7 +36,10 @@ flags.DEFINE_integer("max_tile_pixels", tiling.MAX_TILE_PIXELS, "Pixels per netw
 flags.DEFINE_float("mask_threshold", None, "Cell mask threshold: cell probability (binary, three_class) or "
                    "cell distance (distance). Default: postprocess.json, else the target's default.")
 flags.DEFINE_float("seed_threshold", None, "Seed threshold: h-maxima height in px (binary), interior "
-                   "probability (three_class), cell minus neighbour distance (distance). Default: as above.")
+                   "probability, or with --seed_peaks the height of its peaks (three_class), cell minus neighbour "
+                   "distance (distance). Default: as above.")
+flags.DEFINE_bool("seed_peaks", None, "three_class: seeds are the peaks of the interior probability rising "
+                  "--seed_threshold above their surroundings (--noseed_peaks: where it exceeds it). Default: as above.")
 flags.DEFINE_integer("min_size", None, "Objects of fewer pixels are dropped. Default: as above.", lower_bound=0)
 flags.DEFINE_bool("tta", True, "Test-time augmentation: average the outputs over the 8 flips and quarter turns "
                   "(SEG +0.02 to +0.04 in benchmarks/quality.py, for 8 times the prediction time; --notta: faster).")
@@ -50,7 +53,7 @@ flags.mark_flags_as_required(["model", "input", "output_dir"])
 def main(argv):
     common.start(argv)
     overrides = {"mask_threshold": FLAGS.mask_threshold, "seed_threshold": FLAGS.seed_threshold,
-                 "min_size": FLAGS.min_size}
+                 "seed_peaks": FLAGS.seed_peaks, "min_size": FLAGS.min_size}
     try:
         result = predict.run_prediction(FLAGS.input, FLAGS.model, FLAGS.output_dir, FLAGS.tile_size, FLAGS.overlap,
                                         overrides, FLAGS.overlays, Progress("segmenting frames"), FLAGS.tta,
@@ -61,8 +64,8 @@ def main(argv):
         common.fail("cellseg-predict", "interrupted; the frames written so far are kept")
     settings = result["postprocess"]
     source = "tuned on validation (postprocess.json)" if result["tuned"] else "the target's defaults"
-    print(f"target {result['target']}; post-processing: mask threshold {settings['mask_threshold']:g}, "
-          f"seed threshold {settings['seed_threshold']:g}, min size {settings['min_size']} px ({source}"
+    print(f"target {result['target']}; post-processing: {instances.Postprocess.from_dict(settings).describe()} "
+          f"({source}"
           f"{', with flags' if any(v is not None for v in overrides.values()) else ''})")
     print(f"segmented {result['frames']} frame(s), {result['cells']} cells; "
           f"labels and cells.csv in {FLAGS.output_dir}")

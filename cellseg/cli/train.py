@@ -18,7 +18,7 @@ import os
 from absl import flags
 
 from cellseg.cli import quiet  # noqa: F401, I001 (first: TensorFlow loads without its start-up lines)
-from cellseg import callbacks, distribute, losses, run_folder, targets, training
+from cellseg import callbacks, distribute, instances, losses, run_folder, targets, training
 from cellseg.cli import common
 
 # Help and bounds of each flag; its name, type and default come from the config dataclasses.
@@ -119,8 +119,7 @@ def main(argv):
         tuned = result.get("postprocess")
         if tuned:
             print(f"\npost-processing ({tuned['target']}) tuned on {tuned['frames']} validation frame(s): "
-                  f"mask threshold {tuned['mask_threshold']:g}, seed threshold {tuned['seed_threshold']:g}, "
-                  f"min size {tuned['min_size']} px; SEG {tuned['seg']:.3f}")
+                  f"{instances.Postprocess.from_dict(tuned).describe()}; SEG {tuned['seg']:.3f}")
         print(f"\nrun folder: {config.model_dir} (metrics.json, postprocess.json, checkpoints/best.keras, export/)")
         print(f"TensorBoard: tensorboard --logdir {os.path.join(config.model_dir, 'tensorboard')}")
 
