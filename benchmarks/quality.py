@@ -153,7 +153,8 @@ def main():
     parser.add_argument("--methods", default="plain recipe,cellseg default", help="comma-separated U-Net methods")
     parser.add_argument("--output", default="", help="results file name (default: quality-<machine>)")
     parser.add_argument("--reuse", action="store_true", help="score the models of earlier runs again (their "
-                        "train_seconds.txt says how long they trained) instead of training them again")
+                        "train_seconds.txt says how long they trained) instead of training them again; the "
+                        "cellseg default's post-processing is tuned again first")
     args = parser.parse_args()
     names, budgets = args.datasets.split(","), args.budgets.split(",")
     unknown = [n for n in names if n not in DATASETS] + [b for b in budgets if b not in BUDGETS]

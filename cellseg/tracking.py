@@ -12,9 +12,9 @@ Frame by frame (`Tracker.add`, so a sequence of any length streams through):
   another new object is that cell's second daughter: the cell's track ends and
   both daughters start tracks with it as parent (the challenge's division);
 - before matching, an object that holds most of two cells of the previous frame
-  (each of a cell's size, and seen for two frames or born of a division) is cut
-  between them (`split_merged`): touching cells that the segmentation merged in
-  one frame keep their tracks;
+  (each of a cell's size, and seen for two frames or born of a division) and is
+  not convex is cut between them (`split_merged`): touching cells that the
+  segmentation merged in one frame keep their tracks;
 - a track that was not seen in the previous frame is looked for by its last mask
   (gap closing, up to `Config.max_gap` frames). The challenge's format allows no
   frame without its label inside a track, so the part after the gap gets a new
@@ -36,7 +36,7 @@ import os
 
 import numpy as np
 from scipy import ndimage, optimize
-from skimage import registration, segmentation
+from skimage import morphology, registration, segmentation
 
 from PIL import Image
 
@@ -110,12 +110,16 @@ def overlaps(first: np.ndarray, second: np.ndarray) -> np.ndarray:
 
 MERGED_SHARE = 0.5  # of a cell's area that must lie in one object for that object to hold it
 FRAGMENT = 0.5  # of the typical (median) cell area of the frame before: a smaller piece may be part of a cell
+# Area over convex hull area: two round cells side by side (a waist between them) stay below it, one
+# round or elongated cell is above it; a cell drawn in two pieces before and whole now is not cut.
+MERGED_SOLIDITY = 0.9
 
 
 def split_merged(previous: np.ndarray, labels: np.ndarray, cells: np.ndarray) -> np.ndarray:
     """`labels` with each object that holds most (`MERGED_SHARE`) of two or more of `cells`, labels of
-    `previous` (the frame before, shifted onto this one), cut between them: a watershed of the object's
-    distance map from the parts of it that each cell covers. New pieces take labels above the frame's largest."""
+    `previous` (the frame before, shifted onto this one), and is not convex (solidity under
+    `MERGED_SOLIDITY`), cut between them: a watershed of the object's distance map from the parts of it
+    that each cell covers. New pieces take labels above the frame's largest."""
     labels = np.asarray(labels)
     shared = overlaps(previous, labels)
     whole = shared.sum(axis=1)  # each cell's area
@@ -144,6 +148,8 @@ def split_merged(previous: np.ndarray, labels: np.ndarray, cells: np.ndarray) ->
     for obj, found in merged.items():
         box = boxes[obj - 1]
         inside = out[box] == obj
+        if inside.sum() >= MERGED_SOLIDITY * morphology.convex_hull_image(inside).sum():
+            continue
         markers = np.zeros(inside.shape, np.int32)
         for i, cell in enumerate(found, start=1):
             markers[(previous[box] == cell) & inside] = i

@@ -100,6 +100,23 @@ def test_a_cell_cut_in_pieces_before_is_not_cut_when_it_is_whole_again():
     assert tracking.split_merged(cut, whole, np.arange(1, 9)).max() == whole.max()  # nothing cut
 
 
+def test_a_round_cell_drawn_in_two_halves_before_is_not_cut_when_it_is_whole_again():
+    # Both halves are of a cell's size and seen for three frames, as two touching cells would be; the whole
+    # object is convex (no waist), so it is one cell that the segmentation had split.
+    others = [(5, (15, 20), 8), (6, (15, 60), 8), (7, (65, 20), 8), (8, (65, 100), 8)]
+    whole = frames_of(others + [(1, (40, 60), 13)])[0]
+    halves = whole.copy()
+    halves[(halves == 1) & (np.arange(halves.shape[1])[None, :] > 60)] = 2
+    assert (halves == 2).sum() >= tracking.FRAGMENT * (whole == 5).sum()  # a cell's size each
+    out, _ = track([halves, halves, halves, whole])
+    assert len(np.unique(out[3][whole == 1])) == 1
+    # The same two halves, pulled apart by a waist (two discs touching): cut.
+    pair = frames_of(others + [(1, (40, 50), 10), (2, (40, 68), 10)])[0]
+    joined = np.where(pair == 2, 1, pair)
+    out, _ = track([pair, pair, pair, joined])
+    assert len(np.unique(out[3][joined == 1])) == 2
+
+
 def test_a_pair_seen_for_one_frame_only_does_not_cut():
     # Two objects that appear from nothing may be one cell's pieces: they cut a later object only once
     # seen for two frames (daughters of a division are trusted at once).
