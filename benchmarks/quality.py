@@ -50,7 +50,8 @@ from common import tool  # noqa: E402 (first: it quiets TensorFlow's start-up li
 
 import keras  # noqa: E402
 
-from cellseg import data, run_folder, tuning  # noqa: E402
+from cellseg import run_folder, tuning  # noqa: E402
+from cellseg.data import open_records  # noqa: E402 (`data` names a dataset folder here)
 
 CHO = os.path.join(os.path.dirname(ROOT), "shared", "realdata", "Fluo-N2DH-CHO-slices")
 
@@ -120,7 +121,7 @@ def measure(name: str, budget: str, only: list[str], reuse: bool = False) -> lis
             seconds = float(open(timing).read())
             if not flags:  # the cellseg default: its post-processing tuned again, as training would today
                 best = keras.models.load_model(os.path.join(run, run_folder.BEST), compile=False)
-                tuning.tune(best, data.open_records(converted), run)
+                tuning.tune(best, open_records(converted), run)
         else:
             shutil.rmtree(run, ignore_errors=True)
             start = time.monotonic()
