@@ -88,8 +88,9 @@ def table(rows: list[dict]) -> str:
              "| --- | --- | ---: | ---: | ---: | --- | ---: |"]
     for row in rows:
         t = row["tuned"]
+        seed = f"peaks {t['seed_threshold']:g}" if t.get("seed_peaks") else f"{t['seed_threshold']:g}"
         lines.append(f"| {row['data']} | {row['target']} | {row['seg']:.3f} | {row['f1']:.3f} | "
-                     f"{row['pixel_dice']:.3f} | {t['mask_threshold']:g} / {t['seed_threshold']:g} / "
+                     f"{row['pixel_dice']:.3f} | {t['mask_threshold']:g} / {seed} / "
                      f"{t['min_size']} | {t['seg']:.3f} |")
     return "\n".join(lines)
 
