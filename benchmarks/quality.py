@@ -119,7 +119,7 @@ def measure(name: str, budget: str, only: list[str], reuse: bool = False) -> lis
         timing = os.path.join(run, "train_seconds.txt")
         if reuse and os.path.exists(timing):  # scored again with today's prediction, not trained again
             seconds = float(open(timing).read())
-            if not flags:  # the cellseg default: its post-processing tuned again, as training would today
+            if method == "cellseg default":  # its post-processing tuned again, as training would today
                 best = keras.models.load_model(os.path.join(run, run_folder.BEST), compile=False)
                 tuning.tune(best, open_records(converted), run)
         else:

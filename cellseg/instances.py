@@ -269,8 +269,8 @@ def tune(outputs: list[np.ndarray], references: list[np.ndarray], target: str, g
     median = float(np.median(areas)) if areas.size else 0.0
     grid = {"mask_threshold": row.mask_grid, "seed_threshold": row.seed_grid, "seed_peak_height": row.peak_grid,
             "min_size": sorted({round(f * median) for f in MIN_SIZE_FRACTIONS}), **(grid or {})}
-    if grid["seed_peak_height"] and not row.peak_grid:
-        raise ValueError(f"seed peaks are for the interior probability of three_class, not {target}")
+    if grid["seed_peak_height"]:
+        Postprocess(target, seed_peaks=True)  # refuses, before any scoring, a target without peak seeds
     seeds = [(seed, False) for seed in grid["seed_threshold"]] + [(peak, True) for peak in grid["seed_peak_height"]]
     if not (grid["mask_threshold"] and grid["min_size"] and seeds):
         raise ValueError("the grid needs a mask threshold, a min size, and a seed threshold or seed peak height")

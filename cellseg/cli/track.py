@@ -30,7 +30,8 @@ flags.DEFINE_integer("max_gap", tracking.Config.max_gap, "Frames a cell may be m
                      lower_bound=0)
 flags.DEFINE_bool("drift", tracking.Config.drift, "Estimate and remove a global shift between frames.")
 flags.DEFINE_bool("split_merged", tracking.Config.split_merged, "Cut an object that holds two cells of the frame "
-                  "before (each of a cell's size, seen for two frames or born of a division) between them.")
+                  "before (each of a cell's size, seen for two frames or born of a division) and has a waist "
+                  f"(solidity under {tracking.MERGED_SOLIDITY:g}) between them.")
 flags.DEFINE_bool("overlays", False, "Also draw overlays/trajectories.png (the paths over the last mask) and "
                   "overlays/lineage.png.")
 flags.mark_flags_as_required(["input"])
