@@ -1,7 +1,9 @@
 """The Keras callbacks of a training run, beyond Keras' own: images, SEG, an atomic backup, the best checkpoint.
 
 Both files a killed run needs (the backup and `best.keras`) are written beside
-their place and renamed into it, so a kill at any instant leaves them whole.
+their place and renamed into it, so a kill at any instant leaves them whole; the
+backup is the run's last callback, so it never says an epoch is done whose
+checkpoint or log row is missing.
 """
 
 from __future__ import annotations
@@ -103,7 +105,9 @@ class BestCheckpoint(keras.callbacks.Callback):
     """The model of the best `monitor` score (higher is better), at `path`, written beside it and renamed over it.
 
     `best` is the best score of earlier runs in the same folder, so a resumed run
-    keeps their checkpoint until it does better.
+    keeps their checkpoint until it does better. While no checkpoint exists (a
+    first epoch, one whose score is not a number, or a file lost to a kill),
+    the epoch's model is written whatever its score: a finished run always has one.
     """
 
     def __init__(self, path: str, monitor: str = "val_dice", best: float = -math.inf):
@@ -112,9 +116,11 @@ class BestCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
-        if value is None or not value > self.best:
+        better = value is not None and value > self.best
+        if not better and tf.io.gfile.exists(self.path):
             return
-        self.best = float(value)
+        if better:
+            self.best = float(value)
         partial = self.path[: -len(".keras")] + ".partial.keras"
         tf.io.gfile.makedirs(os.path.dirname(self.path))
         self.model.save(partial)

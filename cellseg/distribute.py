@@ -30,8 +30,7 @@ def make_strategy(name: str, cpu_replicas: int = 0) -> tf.distribute.Strategy:
     if name == "multi_worker":
         # Before anything starts the runtime: collectives are configured at start-up.
         return tf.distribute.MultiWorkerMirroredStrategy()
-    if cpu_replicas:
-        split_cpu(cpu_replicas)
+    prepare_devices(name, cpu_replicas)
     gpus = tf.config.list_logical_devices("GPU")
     cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
     if name == "one_device":
@@ -41,6 +40,13 @@ def make_strategy(name: str, cpu_replicas: int = 0) -> tf.distribute.Strategy:
     if name == "mirrored" or cpu_replicas > 1:
         return tf.distribute.MirroredStrategy(cpus[: max(cpu_replicas, 1)])
     return tf.distribute.OneDeviceStrategy(cpus[0])
+
+
+def prepare_devices(name: str, cpu_replicas: int = 0) -> None:
+    """The device settings that must precede TensorFlow's runtime (the CPU split into `cpu_replicas` logical
+    devices); `make_strategy` calls it, and a command calls it before anything of its own runs an op."""
+    if cpu_replicas and name != "multi_worker":
+        split_cpu(cpu_replicas)
 
 
 def multi_worker(strategy: tf.distribute.Strategy) -> bool:

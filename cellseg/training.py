@@ -195,7 +195,6 @@ def callbacks_for(config: Config, records: data.Records, validation_batch, chief
     chosen = [
         keras.callbacks.TerminateOnNaN(),
         *scoring,  # before the callbacks that read val_seg
-        callbacks.Backup(os.path.join(model_dir, run_folder.BACKUP), delete_checkpoint=False),
         callbacks.BestCheckpoint(os.path.join(model_dir, run_folder.BEST), monitor, max(earlier, default=-math.inf)),
         keras.callbacks.EarlyStopping(monitor="val_dice", mode="max", patience=config.early_stopping_patience),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=config.reduce_lr_patience,
@@ -203,6 +202,9 @@ def callbacks_for(config: Config, records: data.Records, validation_batch, chief
         if config.lr_schedule == "constant" else callbacks.LearningRate(),
         keras.callbacks.CSVLogger(os.path.join(model_dir, run_folder.LOG), append=True),
         keras.callbacks.TensorBoard(board, profile_batch=config.profile_batch or 0),
+        # Last: the backup marks the epoch done only once its checkpoint and log row are written, so a kill
+        # at any point leaves a run that resumes (at worst by running that epoch again).
+        callbacks.Backup(os.path.join(model_dir, run_folder.BACKUP), delete_checkpoint=False),
     ]
     if config.validation_images and chief:
         chosen.append(callbacks.ValidationImages(board, validation_batch, config.validation_images))

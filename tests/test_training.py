@@ -128,36 +128,50 @@ from cellseg import training
 
 class Kill(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
-        if {mid_epoch} and self.model.optimizer.iterations.numpy() == 6:  # epoch 1, step 2 of 4
+        if {when!r} == "mid-epoch" and self.model.optimizer.iterations.numpy() == 6:  # epoch 1, step 2 of 4
             os.kill(os.getpid(), signal.SIGKILL)
 
-if not {mid_epoch}:
-    save_weights = keras.Model.save_weights
-    def torn(self, path, *args, **kwargs):
-        save_weights(self, path, *args, **kwargs)
-        if self.optimizer.iterations.numpy() == 8:  # the backup write at the end of epoch 1
+def torn(write):
+    def kill_halfway(self, path, *args, **kwargs):
+        write(self, path, *args, **kwargs)
+        if self.optimizer.iterations.numpy() == {kill_at}:
             with open(path, "r+b") as handle:
                 handle.truncate(os.path.getsize(path) // 2)
             os.kill(os.getpid(), signal.SIGKILL)
-    keras.Model.save_weights = torn
+    return kill_halfway
+
+if {when!r} == "during-backup-write":  # the backup write at the end of epoch 1
+    keras.Model.save_weights = torn(keras.Model.save_weights)
+if {when!r} == "during-checkpoint-write":  # best.keras at the end of the only epoch
+    keras.Model.save = torn(keras.Model.save)
 
 config = training.Config.from_flat(**{config!r})
 training.train(config, extra_callbacks=[Kill()], log=lambda *_: None)
 """
 
+# when killed: (epochs, optimizer step of the kill, epochs logged at the kill, first epoch and step of the rerun)
+KILLS = {
+    "mid-epoch": (3, 6, [0], (1, 4)),
+    "during-backup-write": (3, 8, [0, 1], (1, 4)),  # the log row of epoch 1 is written; the epoch runs again
+    "during-checkpoint-write": (1, 4, [], (0, 0)),  # a one-epoch run: no checkpoint, no backup yet
+}
 
-@pytest.mark.parametrize("mid_epoch", [True, False], ids=["mid-epoch", "during-backup-write"])
-def test_a_run_killed_resumes_at_its_last_whole_epoch_with_best_keras_intact(fluo_records, tmp_path, mid_epoch):
-    cfg = config(fluo_records, tmp_path / "run", epochs=3, validation_images=0)
-    script = KILLED_RUN.format(tests=os.path.dirname(__file__), mid_epoch=mid_epoch,
-                               config=dict(TINY, records_dir=fluo_records, model_dir=cfg.model_dir, epochs=3,
+
+@pytest.mark.parametrize("when", KILLS)
+def test_a_run_killed_resumes_at_its_last_whole_epoch_with_best_keras_intact(fluo_records, tmp_path, when):
+    epochs, kill_at, logged, (first_epoch, first_step) = KILLS[when]
+    cfg = config(fluo_records, tmp_path / "run", epochs=epochs, validation_images=0)
+    script = KILLED_RUN.format(tests=os.path.dirname(__file__), when=when, kill_at=kill_at,
+                               config=dict(TINY, records_dir=fluo_records, model_dir=cfg.model_dir, epochs=epochs,
                                            validation_images=0))
     killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     best = os.path.join(cfg.model_dir, "checkpoints", "best.keras")
-    assert isinstance(keras.models.load_model(best), segmenter.Segmenter)  # whole, loadable
-    finished = [int(row["epoch"]) for row in run_folder.read_log(cfg.model_dir)]
-    assert finished == [0]  # killed in epoch 1, before its row
+    if logged:
+        assert isinstance(keras.models.load_model(best), segmenter.Segmenter)  # whole, loadable
+    else:
+        assert not os.path.exists(best)  # only the torn partial file, beside it
+    assert [int(row["epoch"]) for row in run_folder.read_log(cfg.model_dir)] == logged
     seen = {}
 
     class Watch(keras.callbacks.Callback):
@@ -168,11 +182,12 @@ def test_a_run_killed_resumes_at_its_last_whole_epoch_with_best_keras_intact(flu
         def on_train_end(self, logs=None):
             seen["final_iterations"] = int(self.model.optimizer.iterations.numpy())
 
-    training.train(cfg, extra_callbacks=[Watch()], log=lambda *_: None)
-    # Both resume after epoch 0, the last backed up whole (the torn write never replaced it),
-    # at its step count.
-    assert seen == {"first_epoch": 1, "iterations": 4, "final_iterations": 12}
-    assert [int(row["epoch"]) for row in run_folder.read_log(cfg.model_dir)] == [0, 1, 2]
+    result = training.train(cfg, extra_callbacks=[Watch()], log=lambda *_: None)
+    # The rerun starts after the last epoch backed up whole (a torn write never replaced it), at its step count.
+    assert seen == {"first_epoch": first_epoch, "iterations": first_step, "final_iterations": 4 * epochs}
+    assert [int(row["epoch"]) for row in run_folder.read_log(cfg.model_dir)] == list(range(epochs))
+    assert result["epochs_run"] == epochs and os.path.exists(best)
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs_run"] == epochs
 
 
 def test_the_backup_writer_that_cellseg_overrides_is_still_keras_own(tmp_path):

@@ -8,31 +8,52 @@ imported and its devices listed with the process's stderr pointed at
 /dev/null, then stderr comes back; TF_CPP_MIN_LOG_LEVEL=2 keeps later INFO and
 WARNING lines out, errors still show. `--verbose` on the command line leaves
 everything as TensorFlow prints it.
+
+Nothing here starts TensorFlow's runtime (no op runs), so a command can still
+choose its devices after importing this module (`first_half_cast` comes after).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
 VERBOSE = "--verbose" in sys.argv
 
+
+@contextlib.contextmanager
+def muted():
+    """The process's stderr pointed at /dev/null (C++ lines included), unless --verbose."""
+    if VERBOSE:
+        yield
+        return
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+def first_half_cast() -> None:
+    """Run the first float16 cast muted: oneDNN's notice on it ("supports DT_HALF only on platforms with
+    AVX-512") is an error line that the records' float16 maps would otherwise print mid-training.
+
+    Running an op starts TensorFlow's runtime, after which devices (logical CPUs, GPU memory growth) and a
+    multi-worker job's collectives can no longer be configured: call it after the strategy is made. In a
+    multi-worker job (TF_CONFIG set) the strategy's own start runs ops first, and the notice may show once.
+    """
+    with muted():
+        tf.cast(tf.zeros([1], tf.float16), tf.float32)
+
+
 if not VERBOSE:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    sys.stderr.flush()
-    _saved, _null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(_null, 2)
-        import tensorflow as tf
+with muted():
+    import tensorflow as tf
 
-        tf.config.list_physical_devices("GPU")  # the device probe prints the cuInit failure
-        # oneDNN's notice on the first half-precision cast ("supports DT_HALF only on platforms with
-        # AVX-512"), an error line that the records' float16 maps would otherwise print mid-training.
-        # Running an op starts TensorFlow's runtime, after which a multi-worker job (TF_CONFIG set)
-        # can no longer configure its collective ops: there the notice may show once.
-        if "TF_CONFIG" not in os.environ:
-            tf.cast(tf.zeros([1], tf.float16), tf.float32)
-    finally:
-        os.dup2(_saved, 2)
-        os.close(_saved)
-        os.close(_null)
+    tf.config.list_physical_devices("GPU")  # the device probe prints the cuInit failure; it starts no runtime

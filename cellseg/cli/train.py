@@ -17,7 +17,7 @@ import os
 
 from absl import flags
 
-from cellseg.cli import quiet  # noqa: F401, I001 (first: TensorFlow loads without its start-up lines)
+from cellseg.cli import quiet  # noqa: I001 (first: TensorFlow loads without its start-up lines)
 from cellseg import callbacks, distribute, instances, losses, run_folder, targets, training
 from cellseg.cli import common
 
@@ -104,6 +104,9 @@ def main(argv):
     common.start(argv)
     try:
         config = config_from_flags()
+        distribute.prepare_devices(config.strategy, config.cpu_replicas)  # before anything runs an op
+        if config.strategy != "multi_worker" and "TF_CONFIG" not in os.environ:
+            quiet.first_half_cast()
         flagfile = os.path.join(config.model_dir, run_folder.FLAGS)
         written_at_start = callbacks.WriteAtStart(flagfile, flagfile_text()) if distribute.is_chief() else None
         result = training.train(config, extra_callbacks=[c for c in (written_at_start, callbacks.StopOnInterrupt()) if c])
