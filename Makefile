@@ -65,7 +65,7 @@ bench: $(INSTALLED)
 	echo "make bench: $$(( $$(date +%s) - start )) s wall time"
 
 quality: $(INSTALLED)
-	$(BIN)/python benchmarks/quality.py
+	$(BIN)/python benchmarks/quality.py $(QUALITY_FLAGS)
 
 compare-targets: $(INSTALLED)
 	$(BIN)/python benchmarks/compare_targets.py

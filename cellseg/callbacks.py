@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cellseg import data, instances, scores, segmenter, target_ops, tiling
+from cellseg import data, instances, segmenter, target_ops, targets, tiling
 
 
 class ValidationImages(keras.callbacks.Callback):
@@ -50,26 +50,36 @@ class ValidationSEG(keras.callbacks.Callback):
 
     The frames (image, labels) are predicted whole (or in tiles when large, as
     `cellseg-predict` does, without test-time augmentation) and post-processed
-    with the target's default thresholds. Callbacks after this one (the best
-    checkpoint, the CSV log, TensorBoard) see the value in the epoch's logs.
+    with each of the target's few epoch settings (`targets.Target.epoch_grid`,
+    through `instances.tune`); `val_seg` is the best of them. At the defaults
+    alone, SEG can stay flat while the network improves (a sparse or briefly
+    trained network whose interior never reaches the default level), and a
+    checkpoint chosen by it is chosen by noise; the best of a few settings
+    follows the SEG that tuning at the end reaches. Callbacks after this one (the
+    best checkpoint, the CSV log, TensorBoard) see the value in the epoch's logs.
     """
 
     def __init__(self, frames: list[tuple[np.ndarray, np.ndarray]], target: str):
         super().__init__()
-        self.frames, self.settings = frames, instances.Postprocess(target=target)
+        self.frames, self.target = frames, target
         self.network = None
 
     def on_epoch_end(self, epoch, logs=None):
         if self.network is None:  # one output model per frame shape, built once, given the weights each epoch
             self.network = segmenter.Network(self.model)
         self.network.refresh()
-        predicted = []
+        outputs = []
         for image, _ in self.frames:
             tile, overlap = self.network.layout(*image.shape)
-            outputs = tiling.predict_outputs(self.network, image, tile, overlap, tiling.tiles_per_call(tile))
-            predicted.append(instances.labels_from_outputs(outputs, self.settings))
+            outputs.append(tiling.predict_outputs(self.network, image, tile, overlap, tiling.tiles_per_call(tile)))
         if logs is not None:
-            logs["val_seg"] = scores.seg_score([labels for _, labels in self.frames], predicted)
+            logs["val_seg"] = epoch_seg(outputs, [labels for _, labels in self.frames], self.target)
+
+
+def epoch_seg(outputs: list[np.ndarray], references: list[np.ndarray], target: str) -> float:
+    """The best SEG of the target's epoch settings (`targets.Target.epoch_grid`) on these frames."""
+    _, seg = instances.tune(outputs, references, target, grid=dict(targets.get(target).epoch_grid))
+    return seg
 
 
 class LearningRate(keras.callbacks.Callback):

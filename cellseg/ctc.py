@@ -230,15 +230,48 @@ def write_tracks(path: str | os.PathLike, rows: Iterable[tuple[int, int, int, in
         handle.writelines(f"{label} {first} {last} {parent}\n" for label, first, last, parent in rows)
 
 
-def read_tracks(path: str | os.PathLike) -> list[tuple[int, int, int, int]]:
-    """The rows of a track file (`write_tracks`); ValueError naming the file and line when one is not L B E P."""
-    rows = []
-    with open(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 4 or not all(f.isdigit() for f in fields):
-                raise ValueError(f"{path}:{number}: expected 'label first last parent', got {line.strip()!r}")
-            rows.append(tuple(int(f) for f in fields))
+def read_tracks(path: str | os.PathLike, last_frame: int | None = None) -> list[tuple[int, int, int, int]]:
+    """The rows of a track file (`write_tracks`), checked as the challenge defines them, so that no scorer
+    meets a broken one: ValueError naming the file (and the line) when it cannot be read, a line is not
+    `L B E P` (four non-negative integers, one kind of separator, as py-ctcmetrics splits them), a label is 0
+    or listed twice, a track ends before it begins or after `last_frame`, or a parent is not a track of the
+    file that ends before its child begins. An empty file is no tracks (masks without a cell)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text file; expected 'label first last parent' lines") from None
+    except OSError as error:
+        raise ValueError(f"{path}: cannot read it ({error.strerror or error})") from None
+    separator = " " if lines and " " in lines[0] else "\t"
+    rows, line_of = [], {}
+    for number, line in enumerate(lines, start=1):
+        fields = line.split()
+        where = f"{path}:{number}"
+        if len(fields) != 4 or not all(f.isascii() and f.isdigit() for f in fields):
+            raise ValueError(f"{where}: expected four non-negative integers 'label first last parent', "
+                             f"got {line.strip()[:40]!r}")
+        if ("\t" if separator == " " else " ") in line.strip():
+            raise ValueError(f"{where}: mixes tabs and spaces; separate the fields as on line 1")
+        label, first, last, parent = (int(f) for f in fields)
+        if label == 0:
+            raise ValueError(f"{where}: label 0 is the background, not a track")
+        if label in line_of:
+            raise ValueError(f"{where}: track {label} is listed twice (also on line {line_of[label]})")
+        if last < first:
+            raise ValueError(f"{where}: track {label} ends (frame {last}) before it begins (frame {first})")
+        if last_frame is not None and last > last_frame:
+            raise ValueError(f"{where}: track {label} runs to frame {last}, past the last frame ({last_frame})")
+        line_of[label] = number
+        rows.append((label, first, last, parent))
+    ends = {label: last for label, _, last, _ in rows}
+    for label, first, _, parent in rows:
+        where = f"{path}:{line_of[label]}"
+        if parent == label:
+            raise ValueError(f"{where}: track {label} is its own parent")
+        if parent and parent not in ends:
+            raise ValueError(f"{where}: track {label}'s parent {parent} is not a track in this file")
+        if parent and ends[parent] >= first:
+            raise ValueError(f"{where}: track {label} begins (frame {first}) before its parent {parent} ends "
+                             f"(frame {ends[parent]})")
     return rows

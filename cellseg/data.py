@@ -48,10 +48,7 @@ class Records:
         (background, cell) for binary and distance targets; (background,
         interior, boundary) for three_class.
         """
-        if len(targets.get(target).class_names) > 2:
-            return preprocess.softened_weights(self.description["class_fractions"], power)
-        foreground = self.description["foreground_fraction"] or 0.5
-        return preprocess.softened_weights([1.0 - foreground, foreground], power)
+        return class_weights(self.description, target, power)
 
     @property
     def has_distances(self) -> bool:
@@ -59,14 +56,29 @@ class Records:
         return bool(self.description["settings"].get("distance_maps"))
 
 
-def open_records(directory: str) -> Records:
-    """Read `dataset.json` and list the shards; ValueError with a clear message when unusable."""
+def class_weights(description: dict, target: str, power: float = preprocess.CLASS_WEIGHT_POWER) -> tuple[float, ...]:
+    """`Records.class_weights` of a `dataset.json`'s content."""
+    if len(targets.get(target).class_names) > 2:
+        return preprocess.softened_weights(description["class_fractions"], power)
+    foreground = description["foreground_fraction"] or 0.5
+    return preprocess.softened_weights([1.0 - foreground, foreground], power)
+
+
+def read_description(directory: str) -> dict:
+    """A converted dataset's `dataset.json`, its schema version checked; it runs no TensorFlow op (a
+    multi-worker job's collectives can still be configured after it)."""
     path = os.path.join(directory, "dataset.json")
     if not tf.io.gfile.exists(path):
         raise ValueError(f"{directory}: no dataset.json; convert a dataset first (cellseg-convert)")
     with tf.io.gfile.GFile(path) as handle:
         description = json.load(handle)
     schema.check_version(description.get("schema_version", -1), path)
+    return description
+
+
+def open_records(directory: str) -> Records:
+    """Read `dataset.json` and list the shards; ValueError with a clear message when unusable."""
+    description = read_description(directory)
     suffix = "tfrecord.gz" if description["shards"]["compression"] == "gzip" else "tfrecord"
     shards = {
         split: tuple(sorted(tf.io.gfile.glob(os.path.join(directory, f"{split}-*.{suffix}"))))
@@ -99,11 +111,15 @@ def training_dataset(
     num_workers: int = 1,
     distances: bool = False,
     worker_index: int = 0,
+    foreground_share: float = 0.0,
 ) -> tf.data.Dataset:
     """Endless shuffled batches of random patches from the training shards.
 
     Each frame gives about one patch per patch-sized area of the frame (at least
     one), at random positions; frames smaller than a patch are reflect-padded.
+    About `foreground_share` of them (rounded per frame) are centred on a random
+    cell pixel instead, give or take a quarter patch (none in a frame without
+    cells): on sparse frames most random patches hold no cell at all.
     A `seed` makes the stream deterministic (and slower); None favours throughput.
     `distances` adds the distance maps to `maps`. With several workers, worker
     `worker_index` reads its own share of the shards when there is one per
@@ -121,7 +137,7 @@ def training_dataset(
     seeds = tf.data.Dataset.random(seed=seed).map(lambda x: tf.cast(x % 2**31, tf.int32)).batch(2)
     patches = (
         tf.data.Dataset.zip(frames, seeds)
-        .flat_map(lambda frame, pair: _random_patches(frame, pair, patch_size, distances))
+        .flat_map(lambda frame, pair: _random_patches(frame, pair, patch_size, distances, foreground_share))
         .shuffle(shuffle_buffer, seed=seed)
     )
     batches = patches.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
@@ -131,16 +147,18 @@ def training_dataset(
     return batches.with_options(options)
 
 
+MAX_VALIDATION_TILES = 256  # validation tiles scored each epoch (the first of the fixed order)
 PADDING_LABEL = -1  # the labels of a padding tile: `target_ops.pack` gives it weight 0, so nothing counts it
 
 
 def validation_dataset(records: Records, patch_size: int, batch_size: int, distances: bool = False,
                        pipelines: int = 1, pipeline: int = 0, replicas: int = 1,
                        tile_count: int | None = None) -> tf.data.Dataset:
-    """Every validation frame cut into patch-sized tiles that cover it, in a fixed order, in full batches.
+    """The validation frames cut into patch-sized tiles that cover them, in a fixed order, in full batches.
 
     The same tiles every epoch, so validation metrics are comparable between
-    epochs. With several input `pipelines` (hosts), pipeline `pipeline` keeps
+    epochs: the first `tile_count` (`validation_tile_count`: all of them, up to
+    MAX_VALIDATION_TILES). With several input `pipelines` (hosts), pipeline `pipeline` keeps
     every `pipelines`-th tile. Each pipeline's tiles are padded with tiles of
     `PADDING_LABEL` (zero weight: the loss and the metrics skip them) up to
     `validation_steps` x `replicas` batches of `batch_size`, the same count on
@@ -151,7 +169,7 @@ def validation_dataset(records: Records, patch_size: int, batch_size: int, dista
     if tile_count is None:
         tile_count = validation_tile_count(records, patch_size)
     steps = validation_steps(tile_count, batch_size, pipelines, replicas)
-    tiles = validation_tiles(records, patch_size, distances)
+    tiles = validation_tiles(records, patch_size, distances).take(tile_count)
     if pipelines > 1:
         tiles = tiles.shard(pipelines, pipeline)
     image, labels, maps = tiles.element_spec
@@ -193,15 +211,20 @@ def validation_frames(records: Records):
         yield frame["image"].numpy()[..., 0], frame["labels"].numpy()[..., 0]
 
 
-def validation_sample(records: Records, limit: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def validation_sample(records: Records, limit: int, max_pixels: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """At most `limit` whole validation frames (image, labels), every n-th of them: memory stays bounded on
-    long sequences."""
+    long sequences. `max_pixels` lowers the limit for large frames (one frame at least)."""
+    if max_pixels:
+        largest = max((h * w for h, w in records.description.get("frame_sizes") or []), default=1)
+        limit = max(1, min(limit, max_pixels // largest))
     stride = max(1, -(-records.description["counts"]["val"] // limit))
     return [frame for index, frame in enumerate(validation_frames(records)) if not index % stride]
 
 
 def validation_tile_count(records: Records, patch_size: int) -> int:
-    """Tiles in the validation split: from dataset.json when every frame has one size, else counted.
+    """Tiles in the validation split (from dataset.json when every frame has one size, else counted), at most
+    MAX_VALIDATION_TILES: large frames make hundreds of tiles, whose pass each epoch would outlast the training
+    steps.
 
     ValueError when there are none (an empty validation split).
     """
@@ -211,11 +234,11 @@ def validation_tile_count(records: Records, patch_size: int) -> int:
         per_frame = max(1, math.ceil(height / patch_size)) * max(1, math.ceil(width / patch_size))
         count = per_frame * records.description["counts"]["val"]
     else:
-        count = int(validation_tiles(records, patch_size).reduce(0, lambda n, _: n + 1))
+        count = int(validation_tiles(records, patch_size).take(MAX_VALIDATION_TILES).reduce(0, lambda n, _: n + 1))
     if not count:
         raise ValueError(f"{records.directory}: the validation split holds no frames; convert again with "
                          "--val_fraction or --val_sequences naming a sequence with annotated frames")
-    return count
+    return min(count, MAX_VALIDATION_TILES)
 
 
 def _read(files: tf.data.Dataset, records: Records, count: int, deterministic: bool) -> tf.data.Dataset:
@@ -262,13 +285,25 @@ def _reflect_pad(tensor, pad):
     )[0]
 
 
-def _random_patches(frame, pair, patch_size: int, distances: bool):
-    """About one random patch per patch-sized area of the frame, as a dataset of (image, labels, maps)."""
+def _random_patches(frame, pair, patch_size: int, distances: bool, foreground_share: float = 0.0):
+    """About one random patch per patch-sized area of the frame, as a dataset of (image, labels, maps); about
+    `foreground_share` of them centred near a random cell pixel."""
     tensors = _pad_to(list(_inputs(frame, distances)), patch_size)
     height, width = tf.shape(tensors[0])[0], tf.shape(tensors[0])[1]
     count = tf.maximum(1, tf.cast(tf.round(height * width / patch_size**2), tf.int32))
-    offsets = tf.random.stateless_uniform([count, 2], pair, 0, 2**30, dtype=tf.int32)
+    offsets = tf.random.stateless_uniform([count, 3], pair, 0, 2**30, dtype=tf.int32)
     corners = tf.stack([offsets[:, 0] % (height - patch_size + 1), offsets[:, 1] % (width - patch_size + 1)], 1)
+    if foreground_share > 0:
+        cells = tf.cast(tf.where(tensors[1][..., 0] > 0), tf.int32)  # [n, 2] cell pixels
+        found = tf.shape(cells)[0]
+        cells = tf.concat([cells, tf.zeros([1, 2], tf.int32)], 0)  # never gathered from empty (unused then)
+        share = tf.cast(tf.round(foreground_share * tf.cast(count, tf.float32)), tf.int32)
+        chosen = tf.range(count) < tf.where(found > 0, share, 0)
+        picked = tf.gather(cells, offsets[:, 2] % tf.maximum(found, 1))
+        jitter = tf.stack([offsets[:, 0], offsets[:, 1]], 1) % (patch_size // 2 + 1) - patch_size // 4
+        centred = tf.clip_by_value(picked + jitter - patch_size // 2, 0,
+                                   tf.stack([height - patch_size, width - patch_size]))
+        corners = tf.where(chosen[:, None], centred, corners)
     return _patches_at(tensors, corners, patch_size)
 
 

@@ -84,9 +84,19 @@ def tracking_scores(pred_dir: str, truth_dir: str) -> dict:
     """TRA, DET and LNK of `pred_dir` (masks and res_track.txt) against `truth_dir`/TRA (py-ctcmetrics)."""
     if not os.path.exists(os.path.join(pred_dir, ctc.TRACKS)):
         return {"skipped": f"{pred_dir} has no {ctc.TRACKS} (cellseg-track --input={pred_dir} writes it)"}
-    found, expected = len(ctc.masks_by_index(pred_dir)), len(ctc.masks_by_index(os.path.join(truth_dir, "TRA")))
-    if found != expected:
-        return {"skipped": f"{pred_dir} holds {found} masks, the tracking truth {expected} frames"}
+    found, expected = ctc.masks_by_index(pred_dir), ctc.masks_by_index(os.path.join(truth_dir, "TRA"))
+    # py-ctcmetrics fails on a malformed or empty track file with numpy's errors, and scores a track that runs
+    # past the last frame as if it stopped there: both files are checked first, each error naming its file.
+    tracks, truth = os.path.join(pred_dir, ctc.TRACKS), os.path.join(truth_dir, "TRA", "man_track.txt")
+    if not ctc.read_tracks(tracks, max(found)):
+        if any(tiff.read(path).any() for path in found.values()):
+            raise ValueError(f"{tracks}: empty, but the masks hold cells; expected one 'label first last parent' "
+                             "line per track")
+        return {"skipped": f"{pred_dir}: no cell in any mask, no track to score"}
+    if expected and not ctc.read_tracks(truth, max(expected)):
+        raise ValueError(f"{truth}: empty; the tracking truth needs one 'label first last parent' line per track")
+    if len(found) != len(expected):
+        return {"skipped": f"{pred_dir} holds {len(found)} masks, the tracking truth {len(expected)} frames"}
     # py-ctcmetrics prints its progress and warns about each invalid link: the report says it all.
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -40,7 +40,7 @@ import tensorflow as tf
 from PIL import Image
 
 import cellseg
-from cellseg import data, instances, model, predict, preprocess, run_folder, segmenter, targets, tiff, tiling
+from cellseg import data, errors, instances, model, predict, preprocess, run_folder, segmenter, targets, tiff, tiling
 
 # bioimageio.core runs Keras weights on the backend this names, and sets it to torch when unset.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -131,17 +131,26 @@ def _test_frame(raw: np.ndarray, smallest: int, step: int) -> np.ndarray:
 
 
 def _read_json(path: str) -> dict:
+    """A JSON object from a file, {} when there is none; ValueError naming the file when it is not one."""
     if not os.path.isfile(path):
         return {}
-    with open(path) as handle:
-        return json.load(handle)
+    try:
+        with open(path, "rb") as handle:
+            found = json.loads(handle.read() or b"null")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: unreadable ({errors.first_line(error)})") from None
+    if not isinstance(found, dict):
+        raise ValueError(f"{path}: {'empty' if found is None else 'not a JSON object'}")
+    return found
 
 
-def export(run_dir: str, output: str, test_image: str | None = None, about: About = About()) -> str:
+def export(run_dir: str, output: str, test_image: str | None = None, about: About = About(),
+           overwrite: bool = False) -> str:
     """Write the run folder's best checkpoint as the package `output` (.zip), validated by bioimageio.spec.
 
     The test input is `test_image` (a raw 2-D TIFF), else the first validation
-    frame of the run's records. Returns the spec's validation status.
+    frame of the run's records. An existing `output` is refused unless `overwrite`,
+    and replaced only by a complete package. Returns the spec's validation status.
     """
     if v0_5 is None:
         raise ValueError(f"exporting to bioimage.io {NEEDS_EXTRA}")
@@ -150,24 +159,29 @@ def export(run_dir: str, output: str, test_image: str | None = None, about: Abou
         raise ValueError(f"{run_dir}: not a run folder (no {run_folder.BEST})")
     if not output.endswith(".zip"):
         raise ValueError(f"{output}: a package is a .zip file")
-    trained = keras.models.load_model(best, compile=False)  # safe mode
-    if not isinstance(trained, segmenter.Segmenter):
-        raise ValueError(f"{best}: not a cellseg model")
+    if os.path.lexists(output) and not overwrite:
+        raise ValueError(f"{output} exists; pass --overwrite to replace it")
+    trained = predict.load_segmenter(best)
     row = targets.get(trained.target)
     depth = trained.architecture["depth"]
     halo, smallest, step = sizes(depth)
     metrics = _read_json(os.path.join(run_dir, run_folder.METRICS))
     records_dir = metrics.get("records_dir", "")
-    records = _read_json(os.path.join(records_dir, "dataset.json"))
+    records = _read_json(os.path.join(records_dir, "dataset.json")) if records_dir else {}
     percentiles = tuple(float(p) for p in records.get("settings", {}).get("percentiles",
                                                                           preprocess.DEFAULT_PERCENTILES))
-    tuned = _read_json(os.path.join(run_dir, run_folder.POSTPROCESS))
+    tuned = predict.read_postprocess(os.path.join(run_dir, run_folder.POSTPROCESS), trained.target, best) or {}
     if test_image:
         raw = tiff.read(test_image)
     elif records:
         raw = data.validation_sample(data.open_records(records_dir), 1)[0][0]  # stretched already: fine
+    elif not records_dir:
+        missing = "names no records_dir" if metrics else "is missing"
+        raise ValueError(f"{run_dir}: its {run_folder.METRICS} {missing}, so the run's records are unknown; give a "
+                         "test frame (--test_image)")
     else:
-        raise ValueError(f"{run_dir}: its records are gone; give a test frame (--test_image)")
+        raise ValueError(f"{run_dir}: its records are gone ({records_dir} holds no dataset.json); give a test "
+                         "frame (--test_image)")
     raw = _test_frame(raw, smallest, step)
     with tempfile.TemporaryDirectory(prefix="cellseg-package-") as work:
         network = portable_network(trained)
@@ -230,8 +244,16 @@ def export(run_dir: str, output: str, test_image: str | None = None, about: Abou
                 "percentiles": list(percentiles), "halo": halo, "postprocess": tuned,
                 "weights": os.path.basename(keras_path)}},
         )
-        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-        save_bioimageio_package(description_of, output_path=output)
+        folder = os.path.dirname(os.path.abspath(output))
+        os.makedirs(folder, exist_ok=True)
+        # Written beside and renamed into place: a failed export leaves no torn package, nor loses an earlier one.
+        partial = os.path.join(folder, f".{os.path.basename(output)}.part-{os.getpid()}.zip")
+        try:
+            save_bioimageio_package(description_of, output_path=partial)
+            os.replace(partial, output)
+        finally:
+            if os.path.exists(partial):
+                os.remove(partial)
     return load_description(output, perform_io_checks=True).validation_summary.status
 
 

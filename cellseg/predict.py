@@ -7,7 +7,10 @@ Frames are predicted whole when they fit the memory budget, in overlapping
 tiles otherwise (`cellseg.tiling`), frames of one size batched together. The
 frames stream: one thread reads the next frames, the network predicts, and
 another thread turns the previous outputs into instances and writes them, so
-memory stays flat however long the sequence.
+memory stays flat however long the sequence. A result is written into a fresh
+hidden folder inside the output folder and moved into place only once complete
+(`staged`): an interrupted or failed run leaves an earlier result as it was, never
+a mixture of new and old masks.
 The model's target comes with the model, and the post-processing thresholds
 from the run folder's `postprocess.json` (tuned on validation at the end of
 training); overrides replace them.
@@ -35,8 +38,8 @@ import yaml
 from PIL import Image
 from skimage import measure, segmentation
 
-from cellseg import (ctc, errors, instances, preprocess, run_folder, schema, segmenter, stacks, targets, tiff,
-                     tiling, tracking)
+from cellseg import (ctc, errors, instances, plan, preprocess, run_folder, schema, segmenter, stacks, staging,
+                     targets, tiff, tiling, tracking)
 from cellseg import model as model_lib
 
 
@@ -59,6 +62,7 @@ class Model:
     path: str
     layout: Callable[[int, int], tuple]
     max_pixels: int = tiling.MAX_TILE_PIXELS  # pixels per network call (tiles x their pixels)
+    min_size: int | None = None  # the run folder's planned minimum size (plan.json), for runs without tuning
 
     def frames_per_call(self, shape: tuple[int, int]) -> int:
         """Frames of `shape` predicted together: as many as the budget holds when each is one tile."""
@@ -85,14 +89,38 @@ def load_model(path: str, tile: int = 0, overlap: int = -1, max_pixels: int = ti
     predict_batch, target, layout = _load(path, tile, overlap, max_pixels)
     base = os.path.normpath(path)
     run_dir = os.path.dirname(os.path.dirname(base)) if base.endswith(".keras") else os.path.dirname(base)
-    tuned = os.path.join(run_dir, run_folder.POSTPROCESS)
-    postprocess = None
-    if os.path.exists(tuned):
-        with open(tuned) as handle:
-            postprocess = json.load(handle)
-        if postprocess.get("target") != target:
-            raise ValueError(f"{tuned} is for target {postprocess.get('target')}, but {path} predicts {target}")
-    return Model(predict_batch, target, postprocess, path, layout, max_pixels)
+    planned = plan.read(run_dir) or {}
+    min_size = planned.get("settings", {}).get("min_size", {}).get("value")
+    return Model(predict_batch, target, read_postprocess(os.path.join(run_dir, run_folder.POSTPROCESS), target, path),
+                 path, layout, max_pixels, min_size)
+
+
+def read_postprocess(path: str, target: str, model: str) -> dict | None:
+    """A run folder's tuned thresholds (`postprocess.json`), None when it has none; ValueError naming the
+    file when it is not settings of `target` (the target the `model` predicts)."""
+    if not os.path.exists(path):
+        return None
+    remedy = "fix or remove it (without it the target's defaults apply)"
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read()
+    except OSError as error:
+        raise ValueError(f"{path}: cannot read it ({error.strerror or error})") from None
+    if not text.strip():
+        raise ValueError(f"{path}: empty; {remedy}")
+    try:
+        values = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not JSON ({errors.first_line(error)}); {remedy}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a JSON object of thresholds, got {type(values).__name__}; {remedy}")
+    if values.get("target") != target:
+        raise ValueError(f"{path} is for target {values.get('target')}, but {model} predicts {target}")
+    try:
+        instances.Postprocess.from_dict(values)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{path}: {errors.first_line(error)}; {remedy}") from None
+    return values
 
 
 def _load_package(path: str, tile: int, overlap: int, max_pixels: int) -> Model:
@@ -121,6 +149,20 @@ def _load_package(path: str, tile: int, overlap: int, max_pixels: int) -> Model:
 
     return Model(predict_batch, targets.check(config["target"]), config.get("postprocess") or None, path,
                  lambda height, width: tiling.choose(height, width, multiple, radius, max_pixels), max_pixels)
+
+
+def load_segmenter(path: str) -> segmenter.Segmenter:
+    """The cellseg model of a `.keras` file, loaded in safe mode without its optimizer (prediction and export
+    need none); ValueError naming the file when it is truncated or not a cellseg model."""
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: not a readable .keras file (truncated or corrupt)")
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as error:
+        raise ValueError(f"{path}: not a cellseg model ({errors.first_line(error)})") from error
+    if not isinstance(model, segmenter.Segmenter):
+        raise ValueError(f"{path}: a Keras model, but not a cellseg model (found {type(model).__name__})")
+    return model
 
 
 def _fixed(tile: int, overlap: int):
@@ -158,14 +200,7 @@ def _load(path: str, tile: int, overlap: int, max_pixels: int):
         return (lambda tiles, _owner=exported: serve(tf.constant(tiles)).numpy()), by_channels[channels], layout
     if not path.endswith(".keras"):
         raise ValueError(f"{path}: not a model; expected a run folder, a .keras file or an export folder")
-    if not zipfile.is_zipfile(path):
-        raise ValueError(f"{path}: not a readable .keras file (truncated or corrupt)")
-    try:
-        model = keras.models.load_model(path, compile=False)  # safe mode; prediction needs no optimizer
-    except Exception as error:
-        raise ValueError(f"{path}: not a cellseg model ({errors.first_line(error)})") from error
-    if not isinstance(model, segmenter.Segmenter):
-        raise ValueError(f"{path}: a Keras model, but not a cellseg model (found {type(model).__name__})")
+    model = load_segmenter(path)
     network = segmenter.Network(model)
     multiple = 2 ** model.architecture["depth"]
     if tile:
@@ -184,11 +219,13 @@ def _load(path: str, tile: int, overlap: int, max_pixels: int):
 
 
 def postprocess_settings(model: Model, overrides: dict | None = None):
-    """The model's tuned `instances.Postprocess` (its target's defaults without postprocess.json), with overrides.
+    """The model's tuned `instances.Postprocess` (without postprocess.json, its target's defaults and the planned
+    minimum size of plan.json), with overrides.
 
     `overrides` maps mask_threshold, seed_threshold, seed_peaks, min_size to values; None keeps the tuned one.
     """
-    values = dict(model.postprocess or {"target": model.target})
+    untuned = {"target": model.target, **({"min_size": model.min_size} if model.min_size is not None else {})}
+    values = dict(model.postprocess or untuned)
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return instances.Postprocess.from_dict(values)
 
@@ -277,13 +314,26 @@ def sequence_name(source: str) -> str | None:
     return None
 
 
+CELLS_TABLE, OVERLAYS = "cells.csv", "overlays"
+
+
+def result_folder(sequence: str | None) -> str:
+    """The folder a source's labels go to: <sequence>_RES for a sequence, labels otherwise."""
+    return f"{sequence}_RES" if sequence else "labels"
+
+
 def result_path(sequence: str | None, output_dir: str, name: str) -> str:
     """Where a frame's labels go: <sequence>_RES/maskTTT.tif for a sequence's frame tTTT, labels/<name>.tif
     otherwise."""
     frame = ctc.frame_index(name)
     if sequence and frame:
         return ctc.result_path(output_dir, sequence, frame[0], digits=frame[1])
-    return os.path.join(output_dir, "labels", f"{name}.tif")
+    return os.path.join(output_dir, result_folder(None), f"{name}.tif")
+
+
+def result_parts(sequence: str | None) -> tuple[str, ...]:
+    """What one prediction writes into its output folder, replaced together by a rerun."""
+    return result_folder(sequence), CELLS_TABLE, tracking.TRACKS_TABLE, OVERLAYS
 
 
 def check_writable(folder: str) -> None:
@@ -305,7 +355,11 @@ def run_prediction(source: str, model_path: str, output_dir: str, tile: int = 0,
     `tile` 0 and `overlap` -1 choose them per frame (see `load_model`); `overrides`
     replace the tuned post-processing thresholds (see `postprocess_settings`); `tta`
     averages the network's outputs over the 8 flips and quarter turns of each tile.
-    Frames stream (see the module's doc): the frames written before an error are kept.
+    Frames stream (see the module's doc) into a staging folder that replaces an earlier
+    result's parts (`result_parts`) only when every frame is done (`staged`); frames that
+    cannot be read are skipped and named. Nothing is moved into place when no frame could be
+    segmented, or on an error: ValueError in one line, also for a folder that cannot be
+    written (a full disk), and `output_dir` is left as it was.
     A CTC sequence folder or a stack is tracked as it streams (`track`, `cellseg.tracking`):
     one label per track in the masks, `res_track.txt` beside them, `tracks.csv`
     (lengths and speeds in um and minutes with `pixel_size` and `frame_interval`; a stack's
@@ -320,71 +374,103 @@ def run_prediction(source: str, model_path: str, output_dir: str, tile: int = 0,
                       for index, name in enumerate(stack.names())]
         else:
             frames = [(name, functools.partial(tiff.read, path), path) for name, path in list_frames(source)]
-        recorder = tracking.Recorder() if track and sequence else None
         check_writable(output_dir)
         model = load_model(model_path, tile, overlap, max_pixels)
         if tta:
             model = dataclasses.replace(model, predict=tiling.averaged_over_symmetries(model.predict))
         settings = postprocess_settings(model, overrides)
-        failed = []
-        with open(os.path.join(output_dir, "cells.csv"), "w", newline="") as table, \
-                futures.ThreadPoolExecutor(1, "cellseg-read") as reader, \
-                futures.ThreadPoolExecutor(1, "cellseg-instances") as finisher:
-            writer = csv.DictWriter(table, fieldnames=CELL_COLUMNS)
-            writer.writeheader()
+        scratch = opened.enter_context(staging.staged(output_dir, result_parts(sequence), "predict"))
+        try:
+            found = _segment_frames(frames, model, settings, sequence, scratch, overlays, progress,
+                                    tracking.Recorder() if track and sequence else None, pixel_size, frame_interval)
+        except OSError as error:
+            where = os.path.join(output_dir, os.path.relpath(error.filename, scratch)) if error.filename else output_dir
+            raise ValueError(f"{where}: cannot write ({error.strerror or errors.first_line(error)}); nothing "
+                             f"written, {output_dir} is as it was") from None
+        if not found["frames"]:
+            reason = f" ({found['failed'][0]})" if found["failed"] else ""
+            raise ValueError(f"{source}: no frame could be segmented{reason}; nothing written")
+    return {**found, "target": model.target, "postprocess": settings.to_dict(), "tuned": model.postprocess is not None}
 
-            last = {}
 
-            def finish(batch, outputs):
-                rows = []
-                for (name, raw, _), output in zip(batch, outputs):
-                    labels = instances.labels_from_outputs(output, settings)
-                    if recorder:
-                        for _ in range(ctc.frame_index(name)[0] - recorder.tracker.frame - 1):  # unreadable frames
-                            recorder.add(np.zeros_like(labels))
-                        labels = recorder.add(labels)
-                    out = result_path(sequence, output_dir, name)
-                    os.makedirs(os.path.dirname(out), exist_ok=True)
+def _segment_frames(frames: list[tuple], model: Model, settings, sequence: str | None, output_dir: str,
+                    overlays: bool, progress, recorder, pixel_size: float | None,
+                    frame_interval: float | None) -> dict:
+    """Stream `frames` (name, load, where) through the network into `output_dir`: labels, cells.csv,
+    overlays, and with a `recorder` (tracking.Recorder) res_track.txt and tracks.csv."""
+    failed = []
+    cells_table = os.path.join(output_dir, CELLS_TABLE)
+    with _naming(cells_table), open(cells_table, "w", newline="") as table, \
+            futures.ThreadPoolExecutor(1, "cellseg-read") as reader, \
+            futures.ThreadPoolExecutor(1, "cellseg-instances") as finisher:
+        writer = csv.DictWriter(table, fieldnames=CELL_COLUMNS)
+        writer.writeheader()
+
+        last = {}
+
+        def finish(batch, outputs):
+            rows = []
+            for (name, raw, _), output in zip(batch, outputs):
+                labels = instances.labels_from_outputs(output, settings)
+                if recorder:  # by frame number: the frames that could not be read are gaps
+                    labels = recorder.add(labels, ctc.frame_index(name)[0])
+                out = result_path(sequence, output_dir, name)
+                os.makedirs(os.path.dirname(out), exist_ok=True)
+                with _naming(out):
                     tiff.write_labels(out, labels)
-                    rows += measure_cells(name, labels, raw, recorder.tracker.cell if recorder else None)
-                    last["raw"] = raw
-                    if overlays:
-                        os.makedirs(os.path.join(output_dir, "overlays"), exist_ok=True)
-                        picture = os.path.join(output_dir, "overlays", f"{name}.png")
+                rows += measure_cells(name, labels, raw, recorder.tracker.cell if recorder else None)
+                last["raw"] = raw
+                if overlays:
+                    os.makedirs(os.path.join(output_dir, OVERLAYS), exist_ok=True)
+                    picture = os.path.join(output_dir, OVERLAYS, f"{name}.png")
+                    with _naming(picture):
                         Image.fromarray(overlay(raw, labels)).save(picture)
-                return rows
+            return rows
 
-            pending = collections.deque()  # (instances of a batch, made while the network runs, its frames)
-            written = {"cells": 0, "frames": 0}
+        pending = collections.deque()  # (instances of a batch, made while the network runs, its frames)
+        written = {"cells": 0, "frames": 0}
 
-            def collect():
-                rows, count = pending.popleft()
-                rows = rows.result()
-                writer.writerows(rows)
-                written["cells"] += len(rows)
-                written["frames"] += count
-                if progress:
-                    progress(written["frames"] + len(failed), len(frames))
+        def collect():
+            rows, count = pending.popleft()
+            rows = rows.result()
+            writer.writerows(rows)
+            written["cells"] += len(rows)
+            written["frames"] += count
+            if progress:
+                progress(written["frames"] + len(failed), len(frames))
 
-            for batch, unread in _batches(_read_ahead(reader, frames), model):
-                failed += unread
-                if batch:
-                    outputs = network_outputs(model, [image for _, _, image in batch])
-                    pending.append((finisher.submit(finish, batch, outputs), len(batch)))
-                while len(pending) > 1:
-                    collect()
-            while pending:
+        for batch, unread in _batches(_read_ahead(reader, frames), model):
+            failed += unread
+            if batch:
+                outputs = network_outputs(model, [image for _, _, image in batch])
+                pending.append((finisher.submit(finish, batch, outputs), len(batch)))
+            while len(pending) > 1:
                 collect()
-        tracked = None
-        if recorder and written["frames"]:
-            folder = os.path.dirname(result_path(sequence, output_dir, frames[0][0]))
-            rows = recorder.write(folder, os.path.join(output_dir, tracking.TRACKS_TABLE), pixel_size, frame_interval)
-            tracked = {"tracks": len(rows), "divisions": len(recorder.tracker.divided)}
-            if overlays:
-                recorder.draw(os.path.join(output_dir, "overlays"), grey(last["raw"]))
-        return {"frames": written["frames"], "cells": written["cells"], "failed": failed, "target": model.target,
-                "tracking": tracked,
-                "postprocess": settings.to_dict(), "tuned": model.postprocess is not None}
+        while pending:
+            collect()
+    tracked = None
+    if recorder and written["frames"]:
+        folder = os.path.join(output_dir, result_folder(sequence))
+        with _naming(os.path.join(folder, ctc.TRACKS)):  # or tracks.csv: a write error has no file name
+            rows = recorder.write(folder, os.path.join(output_dir, tracking.TRACKS_TABLE), pixel_size,
+                                  frame_interval)
+        tracked = {"tracks": len(rows), "divisions": len(recorder.tracker.divided)}
+        if overlays:
+            with _naming(os.path.join(output_dir, OVERLAYS)):
+                recorder.draw(os.path.join(output_dir, OVERLAYS), grey(last["raw"]), pixel_size, frame_interval)
+    return {"frames": written["frames"], "cells": written["cells"], "failed": failed, "tracking": tracked}
+
+
+@contextlib.contextmanager
+def _naming(path: str):
+    """OSErrors raised in the block carry `path` when they name no file (a failed write, as on a full disk,
+    names none in rasterio, Pillow or a file's write)."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename:
+            raise
+        raise OSError(error.errno, error.strerror or errors.first_line(error), path) from error
 
 
 READ_AHEAD = 4  # frames read and stretched ahead of the network

@@ -7,6 +7,7 @@
     flags.txt                the command line's flags (written by cellseg-train)
     metrics.json             best and final validation metrics (inference mode)
     postprocess.json         the target and the post-processing thresholds tuned on validation, with the SEG reached
+    plan.json                the settings derived from the training split's fingerprint, each with its reason
     export/                  SavedModel for serving: image in [0, 1] -> the target's outputs
 """
 
@@ -28,6 +29,7 @@ LOG = "log.csv"
 FLAGS = "flags.txt"
 METRICS = "metrics.json"
 POSTPROCESS = "postprocess.json"
+PLAN = "plan.json"
 EXPORT = "export"
 
 

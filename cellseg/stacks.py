@@ -4,7 +4,9 @@
 and its metadata: the physical pixel size (OME `PhysicalSizeX`, or ImageJ's
 resolution in microns) becomes the default pixel size of the measurements.
 Frames are read one page at a time, so a long stack never sits in memory
-whole. A stack is segmented and tracked as a CTC sequence folder would be: its
+whole. One page saved as a (1, Y, X) stack is a stack of one frame; ImageJ
+and OME metadata cannot say so (one frame there is written as a 2-D image is).
+A stack is segmented and tracked as a CTC sequence folder would be: its
 frames are named t000, t001, ... and the results go to `<stem>_RES/`. For
 conversion and the dataset summary, `unpack` writes a stack and the stack of
 its masks as a CTC dataset folder.
@@ -28,12 +30,19 @@ MICRONS = {"µm": 1.0, "um": 1.0, "micron": 1.0, "microns": 1.0, "\\u00B5m": 1.0
 
 
 def is_stack(path: str) -> bool:
-    """Whether `path` is a TIFF file of more than one page (one frame per page, or a 3-D series)."""
+    """Whether `path` is a TIFF file of more than one page (one frame per page, or a 3-D series), or of one
+    page saved as a (1, Y, X) stack.
+
+    Only tifffile's own metadata keeps a length-1 time axis: one frame in ImageJ
+    or OME metadata is written exactly as a 2-D image is (ImageJ's `images=1`,
+    OME's `SizeT="1"`), so it reads as one, not as a stack.
+    """
     if not (os.path.isfile(path) and path.lower().endswith(SUFFIXES)):
         return False
     try:
         with tifffile.TiffFile(path) as tif:
-            return len(tif.pages) > 1 or len(_squeezed(tif.series[0])) > 2
+            series = tif.series[0]
+            return len(tif.pages) > 1 or len(_squeezed(series)) > 2 or _one_frame(series)
     except (tifffile.TiffFileError, OSError, IndexError):
         return False
 
@@ -50,6 +59,11 @@ def stem(path: str) -> str:
 def _squeezed(series) -> str:
     """The series' axes without its length-1 dimensions."""
     return "".join(axis for axis, size in zip(series.axes, series.shape) if size > 1)
+
+
+def _one_frame(series) -> bool:
+    """Whether the series is (1, Y, X) over a sequence axis: one frame saved as a stack."""
+    return len(series.shape) == 3 and series.shape[0] == 1 and series.axes[0] in SEQUENCE_AXES
 
 
 class Stack:
@@ -118,14 +132,16 @@ class Stack:
 
 
 def _pixel_size(tif: tifffile.TiffFile) -> float | None:
-    """The pixel width in um from OME metadata, else from ImageJ's resolution and unit; None when absent."""
+    """The pixel width in um from OME metadata, else from the resolution and the unit of ImageJ's metadata
+    (or of tifffile's own, as `write` saves one frame); None when absent."""
     if tif.ome_metadata:
         match = re.search(r'PhysicalSizeX="([0-9.eE+-]+)"', tif.ome_metadata)
         unit = re.search(r'PhysicalSizeXUnit="([^"]+)"', tif.ome_metadata)
         if match:
             return float(match.group(1)) * MICRONS.get(unit.group(1) if unit else "µm", 1.0)
-    if tif.imagej_metadata:
-        unit = str(tif.imagej_metadata.get("unit", ""))
+    metadata = tif.imagej_metadata or (tif.shaped_metadata[0] if tif.shaped_metadata else None)
+    if metadata:
+        unit = str(metadata.get("unit", ""))
         resolution = tif.pages[0].tags.get("XResolution")
         if unit in MICRONS and resolution:
             numerator, denominator = resolution.value
@@ -135,14 +151,18 @@ def _pixel_size(tif: tifffile.TiffFile) -> float | None:
 
 
 def write(path: str, frames, pixel_size: float | None = None) -> None:
-    """Frames (T, Y, X) as an ImageJ-compatible stack (pixel size in um when given): for tests and examples."""
+    """Frames (T, Y, X) as an ImageJ stack (pixel size in um when given): for tests and examples.
+
+    One frame is saved with tifffile's own metadata instead, the only kind that
+    keeps its length-1 time axis (an ImageJ file of one frame is a 2-D image);
+    the pixel size is then stored as ImageJ stores it, resolution and unit.
+    """
     frames = np.asarray(frames)
-    extra = {}
-    if pixel_size:
-        extra = {"resolution": (1 / pixel_size, 1 / pixel_size), "metadata": {"axes": "TYX", "unit": "um"}}
-    else:
-        extra = {"metadata": {"axes": "TYX"}}
-    tifffile.imwrite(path, frames, imagej=True, **extra)
+    metadata, extra = {"axes": "TYX"}, {}
+    if pixel_size:  # as ImageJ saves it: pixels per unit, the unit in the metadata, no TIFF unit
+        metadata["unit"] = "um"
+        extra = {"resolution": (1 / pixel_size, 1 / pixel_size), "resolutionunit": "NONE"}
+    tifffile.imwrite(path, frames, imagej=len(frames) > 1, metadata=metadata, **extra)
 
 
 def unpack(images: str, masks: str | None, root: str) -> str:

@@ -65,6 +65,9 @@ class Target:
     seed_grid: tuple[float, ...]
     peak_grid: tuple[float, ...]  # seed heights of the interior's peaks (`Postprocess.seed_peaks`); () if none
     output_names: tuple[str, ...]  # the network's output channels, as a model package names them
+    # The few settings of `instances.tune` tried each epoch for `val_seg` ("mask_threshold", "seed_threshold",
+    # "seed_peak_height"): the best of them follows what tuning will reach where the defaults see nothing.
+    epoch_grid: tuple[tuple[str, tuple[float, ...]], ...] = ()
 
     @property
     def packed_channels(self) -> int:
@@ -81,13 +84,16 @@ class Target:
 # distance to its border) for cells up to 20 px in radius.
 TABLE = (
     Target("binary", 1, "sigmoid", ("background", "cells"), False, 0.5, "h_maxima", 0.5, 2.0,
-           (0.0, 1.0), (0.0, None), (0.3, 0.4, 0.5, 0.6, 0.7, 0.8), (0.5, 1.0, 2.0, 3.0, 5.0), (), ("cell",)),
+           (0.0, 1.0), (0.0, None), (0.3, 0.4, 0.5, 0.6, 0.7, 0.8), (0.5, 1.0, 2.0, 3.0, 5.0), (), ("cell",),
+           (("mask_threshold", (0.3, 0.5)), ("seed_threshold", (1.0, 2.0, 3.0)))),
     Target("three_class", 3, "softmax", ("background", "interior", "boundary"), False, 0.5, "interior", 0.5, 0.7,
            (0.0, 1.0), (0.0, 1.0), (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95), (0.3, 0.5, 0.7, 0.8, 0.9, 0.95),
-           (0.005, 0.01, 0.02, 0.05, 0.1, 0.2), ("background", "interior", "boundary")),
+           (0.005, 0.01, 0.02, 0.05, 0.1, 0.2), ("background", "interior", "boundary"),
+           (("mask_threshold", (0.3, 0.5)), ("seed_threshold", (0.5, 0.7)), ("seed_peak_height", (0.05,)))),
     Target("distance", 2, "linear", ("background", "cells"), True, 0.1, "cell_minus_neighbour", 0.05, 0.4,
            (0.0, None), (-1.0, 1.0), (0.02, 0.05, 0.1, 0.15, 0.2, 0.3), (-0.2, 0.0, 0.2, 0.3, 0.4, 0.5, 0.6),
-           (), ("cell_distance", "neighbour_distance")),
+           (), ("cell_distance", "neighbour_distance"),
+           (("mask_threshold", (0.05, 0.1)), ("seed_threshold", (0.2, 0.4, 0.5)))),
 )
 BY_NAME = {target.name: target for target in TABLE}
 TARGETS = tuple(BY_NAME)

@@ -7,6 +7,7 @@ uint16, float32, ...): the 16-bit range of fluorescence data is never squeezed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 
@@ -58,7 +59,13 @@ def _read_plane(dataset, name: str) -> np.ndarray:
 
 
 def write(path: str | os.PathLike, array: np.ndarray) -> None:
-    """Write a 2-D array as an uncompressed single-plane TIFF, keeping its dtype."""
+    """Write a 2-D array as an uncompressed single-plane TIFF, keeping its dtype.
+
+    GDAL encodes the file in memory and Python writes it: libtiff, writing to disk
+    through GDAL, prints a full disk's error and may return with the file cut short.
+    OSError naming `path` when the file cannot be written whole (ENOSPC for a full
+    disk); no partial file is left.
+    """
     array = np.asarray(array)
     if array.ndim != 2:
         raise ValueError(f"{os.fspath(path)}: expected a 2-D array, got shape {array.shape}")
@@ -70,8 +77,17 @@ def write(path: str | os.PathLike, array: np.ndarray) -> None:
         dtype=array.dtype.name,
         photometric="MINISBLACK",
     )
-    with rasterio.open(path, "w", **profile) as dataset:
-        dataset.write(array, 1)
+    with MemoryFile(ext=".tif") as memory:
+        with memory.open(**profile) as dataset:
+            dataset.write(array, 1)
+        file = open(path, "wb")  # an error here names the path already
+        try:
+            with file:
+                file.write(memory.getbuffer())
+        except OSError as error:  # a full disk or a quota: the file is cut short
+            with contextlib.suppress(OSError):
+                os.remove(path)
+            raise OSError(error.errno, error.strerror or errors.first_line(error), os.fspath(path)) from None
 
 
 def write_labels(path: str | os.PathLike, labels: np.ndarray) -> None:

@@ -17,8 +17,8 @@ import sys
 
 import keras
 
-from cellseg import (augment, callbacks, data, distribute, losses, metrics, model, preprocess, run_folder, segmenter,
-                     targets, tuning)
+from cellseg import (augment, callbacks, data, distribute, losses, metrics, model, plan, preprocess, run_folder,
+                     segmenter, targets, tuning)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +36,8 @@ class Config:
     steps_per_epoch: int = 0  # 0: one pass over the training frames' patches
     per_replica_batch_size: int = 8
     learning_rate: float = 1e-4
+    clip_norm: float = 0.0  # 0: no clipping
+    foreground_patches: float = 0.0  # share of training patches centred on a cell pixel
     class_weight_power: float = preprocess.CLASS_WEIGHT_POWER
     seed: int = 0
     strategy: str = "auto"
@@ -65,6 +67,17 @@ class Config:
         if self.best_by not in BEST_BY:
             raise ValueError(f"unknown --best_by={self.best_by}; expected one of {', '.join(BEST_BY)}")
 
+    def flat(self) -> dict:
+        """Every leaf by name (the flags' names), the nested configs' fields in their place."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in NESTED}
+        for name in NESTED:
+            values.update(dataclasses.asdict(getattr(self, name)))
+        return values
+
+    @classmethod
+    def flat_defaults(cls) -> list[tuple[str, object]]:
+        return flat_fields()
+
     @classmethod
     def from_flat(cls, **values) -> Config:
         """A config from leaf names (the flags' names): patch_size=..., loss=..., rotation=..., epochs=..."""
@@ -81,6 +94,8 @@ WARMUP = 0.05
 BEST_BY = ("seg", "dice")
 # Whole validation frames segmented each epoch for `val_seg` (every n-th of more).
 SEG_FRAMES = 8
+SEG_PIXELS = 2**21  # and no more pixels than this: large frames, fewer
+
 
 NESTED = {"network": model.Architecture, "objective": losses.Config, "augmentation": augment.Config}
 
@@ -106,16 +121,31 @@ def check_patch_size(records: data.Records, patch_size: int) -> None:
         raise ValueError(f"--patch_size={patch_size} is larger than every frame (largest side {largest} px)")
 
 
-def train(config: Config, extra_callbacks=(), log=print) -> dict:
-    """Run the training of `config`; returns the content of metrics.json."""
+def planned(config: Config, given: set[str] | None = None) -> tuple[Config, plan.Plan]:
+    """`config` with the planned settings of its records that `given` does not name (`cellseg.plan`), and the plan.
+    It runs no TensorFlow op: a command plans before the strategy is made."""
+    return plan.make(config, data.read_description(config.records_dir), given)
+
+
+def train(config: Config, extra_callbacks=(), log=print, chosen: plan.Plan | None = None) -> dict:
+    """Run the training of `config`; returns the content of metrics.json.
+
+    `chosen`: the plan that `config` already carries (`planned`); without it, the
+    settings that `config` leaves at their defaults are planned here.
+    """
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     strategy = distribute.make_strategy(config.strategy, config.cpu_replicas)  # before anything starts the runtime
+    if chosen is None:
+        config, chosen = planned(config)
     chief = distribute.is_chief()
     with run_folder.locked(distribute.own_folder(config.model_dir, chief)):
         if chief:
             shape = {**dataclasses.asdict(config.network), "target": config.target}
             run_folder.check_resumable(config.model_dir, {name: shape[name] for name in ARCHITECTURE})
+            chosen.write(config.model_dir)
+        for line in chosen.lines():
+            log(line)
         return _fit(config, strategy, chief, extra_callbacks, log)
 
 
@@ -140,7 +170,8 @@ def _fit(config: Config, strategy: tf.distribute.Strategy, chief: bool, extra_ca
     workers = distribute.worker_count()
     train_set = data.training_dataset(records, config.network.patch_size, global_batch, seed=config.seed,
                                       shuffle_buffer=config.shuffle_buffer, num_workers=workers, distances=distances,
-                                      worker_index=distribute.worker_index())
+                                      worker_index=distribute.worker_index(),
+                                      foreground_share=config.foreground_patches)
     val_set, val_steps, tiles = distribute.validation_input(strategy, records, config.network.patch_size,
                                                  config.per_replica_batch_size, distances)
     log(f"validation: {tiles} tile(s) of {config.network.patch_size} px, {val_steps} step(s) per pass on every host")
@@ -151,7 +182,7 @@ def _fit(config: Config, strategy: tf.distribute.Strategy, chief: bool, extra_ca
         net = segmenter.Segmenter(**dataclasses.asdict(config.network), augmentation=dataclasses.asdict(config.augmentation),
                                   seed=config.seed, target=config.target, class_weights=class_weights)
         net.compile(
-            optimizer=keras.optimizers.Adam(learning_rate(config, steps)),
+            optimizer=keras.optimizers.Adam(learning_rate(config, steps), global_clipnorm=config.clip_norm or None),
             loss=config.objective.for_target(config.target),
             metrics=metrics.pixel_metrics(config.target),
             jit_compile=config.jit_compile,
@@ -187,7 +218,7 @@ def callbacks_for(config: Config, records: data.Records, validation_batch, chief
     board = os.path.join(model_dir, run_folder.TENSORBOARD)
     scoring = []
     if config.best_by == "seg" and chief:
-        frames = data.validation_sample(records, SEG_FRAMES)
+        frames = data.validation_sample(records, SEG_FRAMES, SEG_PIXELS)
         if any(labels.any() for _, labels in frames):  # SEG needs reference cells
             scoring = [callbacks.ValidationSEG(frames, config.target)]
     monitor = "val_seg" if scoring else "val_dice"

@@ -11,6 +11,7 @@ from cellseg import data, instances, run_folder, segmenter, tiling
 from cellseg.progress import Progress
 
 TUNE_FRAMES = 32
+TUNE_PIXELS = 2**23  # whole validation frames' pixels tuned on: large frames, fewer (each holds many cells)
 FEW_CELLS = 20
 
 
@@ -19,13 +20,14 @@ def tune(trained: segmenter.Segmenter, records: data.Records, model_dir: str, lo
 
     The frames are predicted as `cellseg-predict` does (whole, or in tiles when
     large, test-time augmented); the result goes to `postprocess.json`. Of more than
-    `TUNE_FRAMES` validation frames, every n-th is used (at most `TUNE_FRAMES`).
+    `TUNE_FRAMES` validation frames, every n-th is used (at most `TUNE_FRAMES`, and
+    fewer of large frames: `TUNE_PIXELS` in all).
     With fewer than `FEW_CELLS` validation cells, a warning says the thresholds rest on little.
     """
     network = segmenter.Network(trained)
     # As cellseg-predict does by default: outputs averaged over the 8 flips and quarter turns.
     predict_batch = tiling.averaged_over_symmetries(network)
-    frames = data.validation_sample(records, TUNE_FRAMES)
+    frames = data.validation_sample(records, TUNE_FRAMES, TUNE_PIXELS)
     outputs, references = [], []
     predicting = Progress("predicting validation frames")
     for image, labels in frames:

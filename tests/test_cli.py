@@ -1,5 +1,6 @@
 """The commands' shape: flags made from the library's configs, so Python and the command agree."""
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -29,9 +30,10 @@ def test_the_command_and_the_python_api_build_the_same_run():
     assert flag_names == helped and {"rotation", "noise", "patch_size", "target"} <= set(flag_names)
 
 
-# TensorFlow's C++ log lines and notices, absl's and Beam's INFO lines, Keras progress bars.
+# TensorFlow's C++ log lines and notices, absl's and Beam's INFO lines, warnings of imports on the root logger
+# (Beam's "apitools not found"), Keras progress bars.
 STARTUP_NOISE = re.compile(r"^[IWE]\d{4} |absl::InitializeLog|oneDNN custom operations|cuda drivers|cuInit|"
-                           r"^INFO:|\d+/\d+ \S*━", re.M)
+                           r"^INFO:|^WARNING:root:|\d+/\d+ \S*━", re.M)
 
 
 # The commands as a user runs them: without the test session's TF_CPP_MIN_LOG_LEVEL and CUDA_VISIBLE_DEVICES,
@@ -52,6 +54,10 @@ def test_help_shows_no_tensorflow_start_up_lines_unless_verbose(command):
         loud = subprocess.run([sys.executable, "-m", "cellseg.cli.predict", "--help", "--verbose"],
                               capture_output=True, text=True, env=USER_ENV)
         assert STARTUP_NOISE.search(loud.stderr)
+    if command == "convert" and importlib.util.find_spec("apitools") is None:  # Beam's warning, when asked for
+        loud = subprocess.run([sys.executable, "-m", "cellseg.cli.convert", "--help", "--verbose"],
+                              capture_output=True, text=True, env=USER_ENV)
+        assert "WARNING:root:apitools not found" in loud.stderr
 
 
 def test_a_tiny_real_run_of_every_command_prints_no_start_up_lines(tmp_path):

@@ -91,3 +91,44 @@ def test_parse_layout_keeps_remote_urls():
 def test_result_path_follows_challenge_naming(tmp_path):
     assert ctc.result_path(tmp_path, "02", 7) == os.path.join(str(tmp_path), "02_RES", "mask007.tif")
     assert ctc.result_path(tmp_path, "01", 12, digits=4).endswith("mask0012.tif")
+
+
+@pytest.mark.parametrize("content, says", [
+    (b"1 0 a 0\n", ":1: expected four non-negative integers 'label first last parent', got '1 0 a 0'"),
+    (b"1 0 5\n", ":1: expected four non-negative integers"),
+    (b"1 0 -5 0\n", ":1: expected four non-negative integers"),
+    (b"1 0 5 0\n\n", ":2: expected four non-negative integers 'label first last parent', got ''"),
+    (b"\x89PNG\r\n\x1a\n\xff\xfe\x00", ": not a text file"),
+    (b"1 0 5 0\n2 6 7 9\n", ":2: track 2's parent 9 is not a track in this file"),
+    (b"1 5 2 0\n", ":1: track 1 ends (frame 2) before it begins (frame 5)"),
+    (b"1 0 5 0\n1 6 7 0\n", ":2: track 1 is listed twice (also on line 1)"),
+    (b"0 0 5 0\n", ":1: label 0 is the background, not a track"),
+    (b"1 0 5 0\n2 3 7 1\n", ":2: track 2 begins (frame 3) before its parent 1 ends (frame 5)"),
+    (b"1 0 5 0\n2 6 7 2\n", ":2: track 2 is its own parent"),
+    (b"1 0 5 0\n2\t6\t7\t1\n", ":2: mixes tabs and spaces; separate the fields as on line 1"),
+    (b"1 0 5 0\n2 6 9 1\n", ":2: track 2 runs to frame 9, past the last frame (7)"),
+])
+def test_a_malformed_track_file_is_refused_naming_the_file_line_and_fault(tmp_path, content, says):
+    path = tmp_path / "res_track.txt"
+    path.write_bytes(content)
+    with pytest.raises(ValueError) as refused:
+        ctc.read_tracks(path, last_frame=7)
+    assert str(refused.value).startswith(f"{path}{says}")
+
+
+def test_a_track_file_that_is_a_folder_or_missing_is_refused_by_name(tmp_path):
+    (tmp_path / "res_track.txt").mkdir()
+    with pytest.raises(ValueError, match=r"res_track.txt: cannot read it \(Is a directory\)"):
+        ctc.read_tracks(tmp_path / "res_track.txt")
+    with pytest.raises(ValueError, match=r"man_track.txt: cannot read it \(No such file or directory\)"):
+        ctc.read_tracks(tmp_path / "man_track.txt")
+
+
+def test_a_track_file_the_challenge_accepts_is_read_as_written(tmp_path):
+    rows = [(1, 0, 3, 0), (2, 4, 7, 1), (3, 4, 5, 1), (4, 7, 7, 3)]
+    ctc.write_tracks(tmp_path / "res_track.txt", rows)
+    assert ctc.read_tracks(tmp_path / "res_track.txt", last_frame=7) == rows
+    (tmp_path / "tabs.txt").write_text("1\t0\t3\t0\r\n2\t4\t7\t1\r\n")  # the challenge's files use either
+    assert ctc.read_tracks(tmp_path / "tabs.txt") == rows[:2]
+    (tmp_path / "none.txt").write_text("")  # masks without a cell
+    assert ctc.read_tracks(tmp_path / "none.txt") == []

@@ -163,3 +163,18 @@ def test_pipeline_and_augmentation_run_under_a_two_replica_mirrored_strategy(flu
     per_replica_shapes = [s.numpy().tolist() for s in strategy.experimental_local_results(shapes)]
     assert per_replica_shapes == [[2, 48, 48, 1], [2, 48, 48, 1]]  # global batch 4 = 2 per replica x 2
     assert len(strategy.experimental_local_results(totals)) == 2
+
+
+def test_validation_is_bounded_on_large_splits(fluo_records, monkeypatch):
+    records = data.open_records(fluo_records)
+    every = data.validation_tile_count(records, 32)  # 96 px frames: 9 tiles of 32 each
+    assert every == 9 * records.description["counts"]["val"]
+    monkeypatch.setattr(data, "MAX_VALIDATION_TILES", 10)
+    assert data.validation_tile_count(records, 32) == 10
+    batches = list(data.validation_dataset(records, 32, 4).take(3))  # 10 tiles and 2 of padding
+    padding = np.concatenate([data.is_padding(labels).numpy() for _, labels, _ in batches])
+    assert padding.tolist() == [False] * 10 + [True] * 2
+    # whole frames: at most the pixels asked for, one frame at least
+    assert len(data.validation_sample(records, 8, max_pixels=96 * 96)) == 1
+    assert len(data.validation_sample(records, 8, max_pixels=1)) == 1
+    assert len(data.validation_sample(records, 8)) == records.description["counts"]["val"]

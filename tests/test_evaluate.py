@@ -66,3 +66,74 @@ def test_tracking_results_the_challenge_s_checker_refuses_are_reported_not_fatal
     assert report["cellseg"]["frames"] == 2
     assert report["tracking"]["skipped"].startswith(f"py-ctcmetrics finds the tracking results in {tmp_path} invalid")
     assert "tracking not scored: py-ctcmetrics finds" in evaluate.markdown(report)
+
+
+def tracking_truth_as_result(dataset, folder):
+    """The tracking truth of sequence 02 copied as a result folder (masks and res_track.txt): TRA 1."""
+    import shutil
+
+    folder.mkdir()
+    for index, path in ctc.masks_by_index(str(dataset / "02_GT" / "TRA")).items():
+        shutil.copy(path, folder / ctc.result_name(index))
+    shutil.copy(dataset / "02_GT" / "TRA" / "man_track.txt", folder / ctc.TRACKS)
+    return folder
+
+
+def test_a_track_running_past_the_last_frame_is_refused_not_scored(fluo_dataset, tmp_path):
+    result = tracking_truth_as_result(fluo_dataset, tmp_path / "02_RES")
+    perfect = evaluate.evaluate(str(result), str(fluo_dataset / "02_GT" / "SEG"))["tracking"]
+    assert perfect == {"tra": 1.0, "det": 1.0, "lnk": 1.0}
+    rows = ctc.read_tracks(result / ctc.TRACKS)
+    label, first, _, parent = rows[0]
+    ctc.write_tracks(result / ctc.TRACKS, [(label, first, 9, parent)] + rows[1:])
+    with pytest.raises(ValueError) as refused:
+        evaluate.evaluate(str(result), str(fluo_dataset / "02_GT" / "SEG"))
+    assert str(refused.value) == f"{result / ctc.TRACKS}:1: track {label} runs to frame 9, past the last frame (3)"
+
+
+def test_a_malformed_track_file_ends_the_command_in_one_line_naming_it(fluo_dataset, tmp_path):
+    import shutil
+
+    result = tracking_truth_as_result(fluo_dataset, tmp_path / "02_RES")
+    (result / ctc.TRACKS).write_text("1 0 x 0\n")
+    done = subprocess.run([sys.executable, "-m", "cellseg.cli.evaluate", f"--pred={result}",
+                           f"--gt={fluo_dataset / '02_GT' / 'SEG'}"], capture_output=True, text=True)
+    assert done.returncode == 1 and done.stderr.strip().splitlines() == [
+        f"cellseg-evaluate: {result / ctc.TRACKS}:1: expected four non-negative integers 'label first last parent', "
+        "got '1 0 x 0'"]
+    truth = tmp_path / "data"
+    shutil.copytree(fluo_dataset / "02_GT", truth / "02_GT")
+    (truth / "02_GT" / "TRA" / "man_track.txt").write_text("")
+    shutil.copy(fluo_dataset / "02_GT" / "TRA" / "man_track.txt", result / ctc.TRACKS)
+    with pytest.raises(ValueError, match=r"02_GT/TRA/man_track.txt: empty; the tracking truth needs"):
+        evaluate.evaluate(str(result), str(truth / "02_GT" / "SEG"))
+
+
+def test_an_empty_track_file_is_refused_beside_cells_and_skipped_without_any(fluo_dataset, tmp_path):
+    result = tracking_truth_as_result(fluo_dataset, tmp_path / "02_RES")
+    (result / ctc.TRACKS).write_text("")
+    with pytest.raises(ValueError, match=f"{result / ctc.TRACKS}: empty, but the masks hold cells"):
+        evaluate.evaluate(str(result), str(fluo_dataset / "02_GT" / "SEG"))
+    for index in ctc.masks_by_index(str(result)):
+        tiff.write_labels(result / ctc.result_name(index), np.zeros((96, 96), np.uint16))
+    report = evaluate.evaluate(str(result), str(fluo_dataset / "02_GT" / "SEG"))
+    assert report["tracking"] == {"skipped": f"{result}: no cell in any mask, no track to score"}
+    assert report["cellseg"]["seg"] == 0.0
+
+
+def test_the_json_report_goes_into_a_folder_made_for_it(tmp_path):
+    truth = tmp_path / "01_GT" / "SEG"
+    truth.mkdir(parents=True)
+    tiff.write_labels(truth / "man_seg000.tif", np.ones((8, 8), np.uint16))
+    (tmp_path / "01_RES").mkdir()
+    tiff.write_labels(tmp_path / "01_RES" / "mask000.tif", np.ones((8, 8), np.uint16))
+    report = tmp_path / "reports" / "new" / "scores.json"
+    done = subprocess.run([sys.executable, "-m", "cellseg.cli.evaluate", f"--pred={tmp_path / '01_RES'}",
+                           f"--gt={truth}", f"--output_json={report}"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(report.read_text())["cellseg"]["seg"] == 1.0
+    blocked = subprocess.run([sys.executable, "-m", "cellseg.cli.evaluate", f"--pred={tmp_path / '01_RES'}",
+                              f"--gt={truth}", f"--output_json={report / 'x.json'}"], capture_output=True, text=True)
+    assert blocked.returncode == 1 and blocked.stderr.strip().splitlines() == [
+        f"cellseg-evaluate: {report / 'x.json'}: cannot write the report there ({report} is a file); "
+        "the scores are printed above"]

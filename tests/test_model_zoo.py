@@ -91,3 +91,36 @@ def test_bad_exports_are_refused_in_one_line(run_dir, tmp_path):
     assert not_zip.returncode == 1 and not_zip.stderr.strip().splitlines()[-1] == \
         f"cellseg-export: {tmp_path / 'x.tar'}: a package is a .zip file"
     assert not os.listdir(tmp_path)
+
+
+def test_a_run_folder_s_broken_or_missing_files_are_named(run_dir, tmp_path):
+    import shutil
+
+    run, package = tmp_path / "run", tmp_path / "x.zip"
+    shutil.copytree(run_dir, run)
+    best = run / run_folder.BEST
+    best.write_bytes(best.read_bytes()[:2000])
+    with pytest.raises(ValueError) as refused:
+        model_zoo.export(str(run), str(package))
+    assert str(refused.value) == f"{best}: not a readable .keras file (truncated or corrupt)"
+    shutil.copy(os.path.join(run_dir, run_folder.BEST), best)
+    (run / run_folder.POSTPROCESS).write_text("")
+    with pytest.raises(ValueError) as refused:
+        model_zoo.export(str(run), str(package))
+    assert str(refused.value).startswith(f"{run / run_folder.POSTPROCESS}: empty; ")
+    (run / run_folder.POSTPROCESS).unlink()
+    (run / run_folder.METRICS).unlink()
+    with pytest.raises(ValueError) as refused:
+        model_zoo.export(str(run), str(package))
+    assert str(refused.value) == \
+        f"{run}: its metrics.json is missing, so the run's records are unknown; give a test frame (--test_image)"
+    assert not package.exists()
+
+
+def test_an_existing_package_is_kept_unless_overwrite(run_dir, tmp_path):
+    earlier = tmp_path / "tiny.zip"
+    earlier.write_bytes(b"an earlier package")
+    done = export_command(f"--model={run_dir}", f"--output={earlier}")
+    assert done.returncode == 1 and done.stderr.strip().splitlines()[-1] == \
+        f"cellseg-export: {earlier} exists; pass --overwrite to replace it"
+    assert earlier.read_bytes() == b"an earlier package"

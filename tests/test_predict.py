@@ -1,9 +1,10 @@
+import json
 import os
 
 import numpy as np
 import pytest
 
-from cellseg import predict, segmenter, tiling
+from cellseg import instances, predict, segmenter, tiling
 
 
 def tiny_output_model(size, weights=None, target="binary"):
@@ -308,3 +309,121 @@ def test_frames_stream_in_batches_of_one_size_and_equal_frame_by_frame_segmentat
     for index in range(5):
         _, alone = predict.segment(tiff.read(tmp_path / f"f{index}.tif"), model, settings)
         np.testing.assert_array_equal(tiff.read(tmp_path / "out" / "labels" / f"f{index}.tif"), alone)
+
+
+def earlier_result(out, frames=5):
+    """A result folder as an earlier run left it, every file recognisable."""
+    from cellseg import ctc, tiff
+
+    (out / "02_RES").mkdir(parents=True)
+    (out / "overlays").mkdir()
+    for index in range(frames):
+        tiff.write_labels(out / "02_RES" / ctc.result_name(index), np.full((96, 96), 7, np.uint16))
+    (out / "02_RES" / ctc.TRACKS).write_text(f"7 0 {frames - 1} 0\n")
+    for name in ("cells.csv", "tracks.csv", "overlays/t000.png"):
+        (out / name).write_text("earlier")
+    return {str(path.relative_to(out)): path.read_bytes() for path in out.rglob("*") if path.is_file()}
+
+
+def files_of(out):
+    return {str(path.relative_to(out)): path.read_bytes() for path in out.rglob("*") if path.is_file()}
+
+
+def test_an_interrupted_rerun_leaves_the_earlier_result_as_it_was(tiny_model, fluo_dataset, tmp_path, monkeypatch):
+    from cellseg import tiff
+
+    out = tmp_path / "out"
+    earlier = earlier_result(out)
+    write, written = tiff.write_labels, []
+
+    def interrupted_after_two_frames(path, labels):
+        if len(written) == 2:
+            raise KeyboardInterrupt
+        written.append(path)
+        write(path, labels)
+
+    monkeypatch.setattr(tiff, "write_labels", interrupted_after_two_frames)
+    with pytest.raises(KeyboardInterrupt):
+        predict.run_prediction(str(fluo_dataset / "02"), tiny_model, str(out), 64, 32, tta=False)
+    assert len(written) == 2  # the new masks were being written, elsewhere
+    assert files_of(out) == earlier and sorted(os.listdir(out)) == ["02_RES", "cells.csv", "overlays", "tracks.csv"]
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_the_earlier_result_stays(tiny_model, fluo_dataset, tmp_path,
+                                                                             monkeypatch):
+    import errno
+
+    from cellseg import tiff
+
+    out = tmp_path / "out"
+    earlier = earlier_result(out)
+    write = tiff.write_labels
+
+    def full_at_the_third_frame(path, labels):
+        if str(path).endswith("mask002.tif"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        write(path, labels)
+
+    monkeypatch.setattr(tiff, "write_labels", full_at_the_third_frame)
+    with pytest.raises(ValueError) as refused:
+        predict.run_prediction(str(fluo_dataset / "02"), tiny_model, str(out), 64, 32, tta=False)
+    assert str(refused.value) == (f"{out / '02_RES' / 'mask002.tif'}: cannot write (No space left on device); "
+                                  f"nothing written, {out} is as it was")
+    assert files_of(out) == earlier and sorted(os.listdir(out)) == ["02_RES", "cells.csv", "overlays", "tracks.csv"]
+
+
+def test_a_completed_rerun_replaces_the_earlier_result_whole(tiny_model, fluo_dataset, tmp_path):
+    out = tmp_path / "out"
+    earlier_result(out)  # five masks, tracks and overlays; the rerun has four frames, no tracking, no overlays
+    (out / "01_RES").mkdir()
+    (out / "01_RES" / "mask000.tif").write_text("another sequence's")
+    result = predict.run_prediction(str(fluo_dataset / "02"), tiny_model, str(out), 64, 32, tta=False, track=False)
+    assert result["frames"] == 4
+    assert sorted(os.listdir(out)) == ["01_RES", "02_RES", "cells.csv"]
+    assert sorted(os.listdir(out / "02_RES")) == ["mask000.tif", "mask001.tif", "mask002.tif", "mask003.tif"]
+    assert (out / "cells.csv").read_text().startswith("frame,label") and \
+        (out / "01_RES" / "mask000.tif").read_text() == "another sequence's"
+
+
+@pytest.mark.parametrize("content, says", [
+    (b"", "empty"),
+    (b"\n", "empty"),
+    (b'{"target": "binary",', "not JSON (Expecting property name enclosed in double quotes: line 1 column 21"),
+    (b"[0.5]", "expected a JSON object of thresholds, got list"),
+    (b'{"target": "binary", "mask_threshold": 2}', "binary mask_threshold must be in (0, 1), got 2"),
+])
+def test_a_broken_postprocess_json_is_refused_by_name(tiny_model, tmp_path, content, says):
+    import shutil
+
+    from cellseg import run_folder
+
+    (tmp_path / "checkpoints").mkdir()
+    shutil.copy(tiny_model, tmp_path / run_folder.BEST)
+    (tmp_path / run_folder.POSTPROCESS).write_bytes(content)
+    with pytest.raises(ValueError) as refused:
+        predict.load_model(str(tmp_path))
+    assert str(refused.value).startswith(f"{tmp_path / run_folder.POSTPROCESS}: {says}")
+
+
+def test_a_run_that_segments_no_frame_replaces_nothing(tiny_model, tmp_path):
+    out = tmp_path / "out"
+    (out / "labels").mkdir(parents=True)
+    (out / "labels" / "a.tif").write_text("earlier")
+    (tmp_path / "a.tif").write_bytes(b"II*\x00 truncated")
+    with pytest.raises(ValueError, match=r"a.tif: no frame could be segmented \(.*a.tif.*\); nothing written"):
+        predict.run_prediction(str(tmp_path / "a.tif"), tiny_model, str(out), tta=False)
+    assert files_of(out) == {"labels/a.tif": b"earlier"}
+
+
+def test_a_run_without_tuning_takes_its_planned_minimum_size(tiny_model, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(tiny_model, run / "checkpoints" / "best.keras")
+    assert predict.postprocess_settings(predict.load_model(str(run))).min_size == instances.Postprocess().min_size
+    (run / "plan.json").write_text(json.dumps({"settings": {"min_size": {"value": 37, "reason": "r", "given": False}}}))
+    assert predict.postprocess_settings(predict.load_model(str(run))).min_size == 37
+    tuned = {"target": "binary", "mask_threshold": 0.4, "seed_threshold": 1.0, "min_size": 5}
+    (run / "postprocess.json").write_text(json.dumps(tuned))
+    assert predict.postprocess_settings(predict.load_model(str(run))).min_size == 5  # tuning wins

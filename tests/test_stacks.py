@@ -47,6 +47,33 @@ def test_a_single_page_or_a_folder_is_not_a_stack(tmp_path):
     assert not stacks.is_stack(str(tmp_path / "one.tif")) and not stacks.is_stack(str(tmp_path))
 
 
+@pytest.mark.parametrize("kind, write", [
+    ("tifffile", lambda p, f: tifffile.imwrite(p, f)),
+    ("ImageJ", lambda p, f: tifffile.imwrite(p, f, imagej=True)),
+    ("OME-TIFF", lambda p, f: tifffile.imwrite(p, f, ome=True)),
+])
+def test_a_2d_image_is_not_a_stack_whatever_its_metadata(tmp_path, kind, write):
+    """ImageJ's images=1 and OME's SizeT=1 are written for every 2-D image, so they cannot mark a stack of
+    one frame (an ImageJ or OME file of one frame is a 2-D image, byte for byte)."""
+    path = str(tmp_path / ("one.ome.tif" if kind == "OME-TIFF" else "one.tif"))
+    write(path, FRAMES[0])
+    assert not stacks.is_stack(path)
+
+
+@pytest.mark.parametrize("kind, write, pixel_size", [
+    ("tifffile's own metadata", lambda p, f: tifffile.imwrite(p, f), None),
+    ("stacks.write", lambda p, f: stacks.write(p, f, pixel_size=0.5), 0.5),
+])
+def test_one_frame_saved_as_a_stack_is_a_stack_of_one_frame(tmp_path, kind, write, pixel_size):
+    path = str(tmp_path / "movie.tif")
+    write(path, FRAMES[:1])
+    assert stacks.is_stack(path)
+    with stacks.Stack(path) as stack:
+        assert len(stack) == 1 and stack.shape == (12, 10) and stack.names() == ["t000"]
+        np.testing.assert_array_equal(stack.frame(0), FRAMES[0])
+        assert stack.pixel_size == (pytest.approx(pixel_size) if pixel_size else None)
+
+
 @pytest.mark.parametrize("case, array, options, message", [
     ("RGB", np.zeros((3, 8, 8, 3), np.uint8), {"photometric": "rgb"}, "an RGB stack"),
     ("time and channels", np.zeros((3, 2, 8, 8), np.uint16), {"imagej": True, "metadata": {"axes": "TCYX"}},
@@ -82,6 +109,34 @@ def test_a_stack_is_segmented_and_tracked_as_its_sequence_folder(tiny_model, flu
     # The stack's pixel size (0.4 um, from its metadata) gives the measurements their unit, as the flag did.
     assert open(tmp_path / "stack" / "tracks.csv").read() == open(tmp_path / "folder" / "tracks.csv").read()
     assert "path_length_um" in next(csv.reader(open(tmp_path / "stack" / "tracks.csv")))
+
+
+def test_a_one_frame_stack_is_segmented_and_tracked_as_a_sequence_of_one_frame(tiny_model, fluo_dataset, tmp_path):
+    frame = tiff.read(ctc.sequence_frames(str(fluo_dataset / "02"))[0])
+    movie = str(tmp_path / "movie.tif")
+    tifffile.imwrite(movie, frame[None])
+    settings = {"min_size": 0, "mask_threshold": 0.4, "seed_threshold": 0.3}
+    result = predict.run_prediction(movie, tiny_model, str(tmp_path / "out"), overrides=settings)
+    assert result["frames"] == 1 and result["tracking"] == {"tracks": result["cells"], "divisions": 0}
+    assert sorted(os.listdir(tmp_path / "out")) == ["cells.csv", "movie_RES", "tracks.csv"]
+    assert sorted(os.listdir(tmp_path / "out" / "movie_RES")) == ["mask000.tif", "res_track.txt"]
+    mask = tiff.read(tmp_path / "out" / "movie_RES" / "mask000.tif")
+    assert ctc.read_tracks(tmp_path / "out" / "movie_RES" / "res_track.txt") == \
+        [(int(label), 0, 0, 0) for label in np.unique(mask[mask > 0])]
+
+
+def test_the_track_command_tracks_a_one_frame_stack_of_labels_into_res_beside_it(tmp_path):
+    labels = np.zeros((1, 12, 10), np.uint16)
+    labels[0, 1:4, 1:4], labels[0, 6:10, 5:9] = 5, 9
+    stacks.write(str(tmp_path / "labels.tif"), labels)
+    done = subprocess.run([sys.executable, "-m", "cellseg.cli.track", f"--input={tmp_path / 'labels.tif'}"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"tracked 1 frame(s): 2 cell track(s), 0 division(s); res_track.txt and tracks.csv in " \
+           f"{tmp_path / 'labels_RES'}" in done.stdout
+    assert ctc.read_tracks(tmp_path / "labels_RES" / "res_track.txt") == [(1, 0, 0, 0), (2, 0, 0, 0)]
+    relabelled = tiff.read(tmp_path / "labels_RES" / "mask000.tif")
+    assert set(np.unique(relabelled)) == {0, 1, 2} and (relabelled > 0).sum() == (labels > 0).sum()
 
 
 def test_the_track_command_tracks_a_stack_of_labels_into_res_beside_it(fluo_dataset, tmp_path):

@@ -1,3 +1,7 @@
+import errno
+import json
+import os
+import shutil
 import subprocess
 import sys
 
@@ -104,3 +108,57 @@ def test_label_tiffs_are_uint16_and_read_by_pillow(tmp_path):
 def test_header_reads_size_and_dtype(tmp_path):
     tiff.write(tmp_path / "x.tif", np.zeros((5, 7), np.uint16))
     assert tiff.header(tmp_path / "x.tif") == (5, 7, "uint16")
+
+
+def test_a_write_to_a_full_disk_raises_enospc_naming_the_file(tmp_path):
+    """/dev/full fails every write with ENOSPC, as a full disk does; libtiff, writing through GDAL, printed
+    that and returned."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    path = tmp_path / "mask000.tif"
+    os.symlink("/dev/full", path)
+    with pytest.raises(OSError) as caught:
+        tiff.write_labels(path, np.ones((50, 50), np.uint16))
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(path)
+    assert str(caught.value) == f"[Errno {errno.ENOSPC}] No space left on device: '{path}'"
+    assert not os.path.lexists(path)
+
+
+FILL_THE_DISK = """
+import json, os, sys
+import numpy as np
+from cellseg import tiff
+folder, written, failure = sys.argv[1], [], None
+for index in range(1, 100):
+    path = os.path.join(folder, f"mask{index:03d}.tif")
+    try:
+        tiff.write_labels(path, np.full((100, 100), index, np.uint16))
+    except OSError as error:
+        failure = {"errno": error.errno, "filename": error.filename}
+        break
+    written.append(path)
+intact = all(tiff.read(p).min() == tiff.read(p).max() == i for i, p in enumerate(written, start=1))
+print(json.dumps({"written": len(written), "intact": bool(intact), "failure": failure,
+                  "left": sorted(os.listdir(folder))}))
+"""
+
+
+def test_masks_fill_a_small_disk_whole_until_one_raises_enospc(tmp_path):
+    """On a real 256 KiB tmpfs (mounted in a private user and mount namespace): every mask written reads back
+    whole, and the one that does not fit raises ENOSPC naming it, leaving no part of it, and libtiff prints
+    nothing (it had cut a mask short and returned, or raised without a reason)."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    namespace = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+                 'mount -t tmpfs -o size=256k tmpfs "$0" && exec "$@"', str(folder)]
+    if not shutil.which("unshare") or subprocess.run(namespace + ["true"], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs in a user namespace here")
+    done = subprocess.run(namespace + [sys.executable, "-c", FILL_THE_DISK, str(folder)], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    failed = str(folder / f"mask{result['written'] + 1:03d}.tif")
+    assert result["written"] >= 2 and result["intact"]
+    assert result["failure"] == {"errno": errno.ENOSPC, "filename": failed}
+    assert result["left"] == [f"mask{index:03d}.tif" for index in range(1, result["written"] + 1)]
+    assert "No space left" not in done.stderr

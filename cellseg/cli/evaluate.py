@@ -20,7 +20,7 @@ flags.DEFINE_string("pred", None, "Result folder with maskTTT.tif (e.g. out/02_R
 flags.DEFINE_string("gt", None, "Reference folder with man_segTTT.tif (e.g. data/X/02_GT/SEG or 02_ST/SEG).")
 flags.DEFINE_enum("baseline", "none", ["none", "otsu"], "Also score a classical baseline on the same frames.")
 flags.DEFINE_string("images", None, "The frames, for the baseline (default: the sequence folder beside --gt).")
-flags.DEFINE_string("output_json", None, "Write the report as JSON here.")
+flags.DEFINE_string("output_json", None, "Write the report as JSON here (its folder is made when missing).")
 flags.mark_flags_as_required(["pred", "gt"])
 
 
@@ -39,8 +39,15 @@ def main(argv):
     if report["missing_predictions"]:
         print(f"\n{len(report['missing_predictions'])} reference frame(s) had no prediction and scored 0")
     if FLAGS.output_json:
-        with open(FLAGS.output_json, "w") as handle:
-            json.dump(report, handle, indent=2)
+        folder = os.path.dirname(FLAGS.output_json) or "."
+        try:
+            os.makedirs(folder, exist_ok=True)
+            with open(FLAGS.output_json, "w") as handle:
+                json.dump(report, handle, indent=2)
+        except OSError as error:
+            reason = f"{folder} is a file" if isinstance(error, FileExistsError) else error.strerror or error
+            common.fail("cellseg-evaluate", f"{FLAGS.output_json}: cannot write the report there ({reason}); "
+                        "the scores are printed above")
 
 
 def run():

@@ -17,7 +17,7 @@ import tempfile
 
 from absl import flags
 
-from cellseg.cli import quiet  # noqa: F401, I001 (first: TensorFlow loads without its start-up lines)
+from cellseg.cli import quiet  # noqa: I001 (first: TensorFlow loads without its start-up lines)
 import keras  # noqa: I001 (after quiet: keras imports TensorFlow)
 from cellseg import model_zoo
 from cellseg.cli import common
@@ -32,14 +32,16 @@ flags.DEFINE_string("name", "", "The package's name (default: cellseg <target> U
 flags.DEFINE_string("description", "", "One paragraph on what the model segments (default: a generic one).")
 flags.DEFINE_list("authors", ["cellseg"], "The authors, comma-separated.")
 flags.DEFINE_bool("check", False, "Run bioimageio.core's model test on the package after writing it.")
+flags.DEFINE_bool("overwrite", False, "Replace --output if it exists (only once the new package is complete).")
 flags.mark_flags_as_required(["model", "output"])
 
 
 def main(argv):
     common.start(argv)
     about = model_zoo.About(name=FLAGS.name, description=FLAGS.description, authors=tuple(FLAGS.authors))
+    quiet.first_half_cast()  # the records' float16 maps, read for the test frame: without oneDNN's notice
     try:
-        status = model_zoo.export(FLAGS.model, FLAGS.output, FLAGS.test_image, about)
+        status = model_zoo.export(FLAGS.model, FLAGS.output, FLAGS.test_image, about, FLAGS.overwrite)
     except ValueError as error:
         common.fail("cellseg-export", error)
     print(f"wrote {FLAGS.output} ({os.path.getsize(FLAGS.output) / 1e6:.1f} MB); bioimageio.spec: {status}")

@@ -6,7 +6,10 @@
 
 Writes CTC results (`NN_RES/maskTTT.tif`, `<stem>_RES/maskTTT.tif` for a stack,
 `labels/<frame>.tif` for other TIFFs), `cells.csv` and, with --overlays,
-`overlays/<frame>.png`. Sequences (folders and stacks) are tracked.
+`overlays/<frame>.png`. Sequences (folders and stacks) are tracked. The result
+appears only once complete: a rerun into the same --output_dir replaces the
+earlier one (its NN_RES/ or labels/, cells.csv, tracks.csv, overlays/) at the
+end, and an interrupted or failed run leaves it as it was.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "A cellseg model: a run folder, its checkpoints/best.keras, or its export/.")
 flags.DEFINE_string("input", None, "A CTC sequence folder (e.g. data/X/02), a (T, Y, X) TIFF or OME-TIFF stack "
                     "(results in <stem>_RES/), a TIFF, or a glob of TIFFs.")
-flags.DEFINE_string("output_dir", None, "Where NN_RES/ (or labels/), cells.csv and overlays/ go.")
+flags.DEFINE_string("output_dir", None, "Where NN_RES/ (or labels/), cells.csv, tracks.csv and overlays/ go; "
+                    "they replace an earlier result's once every frame is done.")
 flags.DEFINE_integer("tile_size", 0, "Square tile side, a multiple of 2**depth; 0: the whole frame when it "
                      "holds at most --max_tile_pixels, else the largest square tile under that (an export: its "
                      "own tile size).", lower_bound=0)
@@ -61,7 +65,7 @@ def main(argv):
     except ValueError as error:
         common.fail("cellseg-predict", error)
     except KeyboardInterrupt:
-        common.fail("cellseg-predict", "interrupted; the frames written so far are kept")
+        common.fail("cellseg-predict", f"interrupted; nothing written, {FLAGS.output_dir} is as it was")
     settings = result["postprocess"]
     source = "tuned on validation (postprocess.json)" if result["tuned"] else "the target's defaults"
     print(f"target {result['target']}; post-processing: {instances.Postprocess.from_dict(settings).describe()} "

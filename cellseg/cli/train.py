@@ -18,7 +18,7 @@ import os
 from absl import flags
 
 from cellseg.cli import quiet  # noqa: I001 (first: TensorFlow loads without its start-up lines)
-from cellseg import callbacks, distribute, instances, losses, run_folder, targets, training
+from cellseg import callbacks, distribute, instances, losses, plan, run_folder, targets, training
 from cellseg.cli import common
 
 # Help and bounds of each flag; its name, type and default come from the config dataclasses.
@@ -28,7 +28,8 @@ HELP = {
     "epochs": ("Epochs to train.", {"lower_bound": 1}),
     "steps_per_epoch": ("Steps per epoch; 0: about one pass over the training frames.", {"lower_bound": 0}),
     "per_replica_batch_size": ("Patches per replica and step; global batch = this x replicas.", {"lower_bound": 1}),
-    "patch_size": ("Square training patch side; a multiple of 2**depth.", {"lower_bound": 1}),
+    "patch_size": ("Square training patch side; a multiple of 2**depth. Planned from the data unless given: "
+                   "three mean cell diameters, 128 to 256 px (plan.json).", {"lower_bound": 1}),
     "base_filters": ("Filters of the first block (paper: 64).", {"lower_bound": 1}),
     "depth": ("Downscale blocks (paper: 4).", {"lower_bound": 1}),
     "dropout": ("Dropout after each convolution.", {"lower_bound": 0, "upper_bound": 0.9}),
@@ -36,8 +37,13 @@ HELP = {
     "batch_norm_momentum": ("Batch-norm moving-average momentum (0.9 settles within a few hundred steps).",
                             {"lower_bound": 0, "upper_bound": 1}),
     "learning_rate": ("Adam learning rate.", {"lower_bound": 0}),
+    "foreground_patches": ("Share of training patches centred on a random cell pixel (the others at random "
+                           "places). Planned unless given: 1/3 where fewer than two cells touch a random patch "
+                           "on average, else 0.", {"lower_bound": 0, "upper_bound": 1}),
+    "clip_norm": ("Gradients scaled down to this global norm when larger (0: no clipping).", {"lower_bound": 0}),
     "class_weight_power": ("Class weights: fraction ** -power, mean 1 over the pixels; 1 balances the classes "
-                           "fully, 0 weighs them alike.", {"lower_bound": 0}),
+                           "fully, 0 weighs them alike. Planned unless given: 0.5, lowered until no class weighs "
+                           "more than 10.", {"lower_bound": 0}),
     "target": ("What the network learns: binary (cell / background), three_class (background / interior / "
                "boundary) or distance (cell and neighbour distance maps; needs records with distance maps).",
                {"enum_values": targets.TARGETS}),
@@ -74,8 +80,8 @@ HELP = {
                     "validation loss; cosine: warmed up over the first 5% of the steps, then cosine decay to 0.",
                     {"enum_values": training.LR_SCHEDULES}),
     "best_by": ("What picks checkpoints/best.keras: seg, the SEG of whole validation frames segmented each epoch "
-                "(no test-time augmentation, the target's default thresholds); dice, the validation tiles' "
-                "pixel Dice.", {"enum_values": training.BEST_BY}),
+                "(no test-time augmentation, the best of a few post-processing settings); dice, the validation "
+                "tiles' pixel Dice.", {"enum_values": training.BEST_BY}),
 }
 
 
@@ -95,8 +101,12 @@ def config_from_flags() -> training.Config:
     return training.Config.from_flat(**{holder.name: holder.value for holder in _FLAGS})
 
 
-def flagfile_text() -> str:
-    """Every cellseg-train flag with its value: a --flagfile that reproduces the run."""
+def flagfile_text(config: training.Config | None = None) -> str:
+    """Every cellseg-train flag with its value (the planned ones as `config` has them): a --flagfile that
+    reproduces the run."""
+    if config is not None:
+        for name, value in config.flat().items():
+            flags.FLAGS[name].value = value
     return "".join(flags.FLAGS[holder.name].serialize() + "\n" for holder in _FLAGS)
 
 
@@ -107,9 +117,11 @@ def main(argv):
         distribute.prepare_devices(config.strategy, config.cpu_replicas)  # before anything runs an op
         if config.strategy != "multi_worker" and "TF_CONFIG" not in os.environ:
             quiet.first_half_cast()
+        config, chosen = training.planned(config, {name for name in plan.PLANNED if flags.FLAGS[name].present})
         flagfile = os.path.join(config.model_dir, run_folder.FLAGS)
-        written_at_start = callbacks.WriteAtStart(flagfile, flagfile_text()) if distribute.is_chief() else None
-        result = training.train(config, extra_callbacks=[c for c in (written_at_start, callbacks.StopOnInterrupt()) if c])
+        written_at_start = callbacks.WriteAtStart(flagfile, flagfile_text(config)) if distribute.is_chief() else None
+        result = training.train(config, extra_callbacks=[c for c in (written_at_start, callbacks.StopOnInterrupt()) if c],
+                                chosen=chosen)
     except (ValueError, RuntimeError) as error:
         common.fail("cellseg-train", error)
     except KeyboardInterrupt:

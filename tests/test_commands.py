@@ -1,0 +1,130 @@
+"""The command lines that the README and launch/ show, run through the installed entry points on tiny data.
+
+Each command runs as a user types it: the console script in the environment's
+bin folder, in a fresh process, with the user's environment (not the test
+session's TensorFlow settings), and every output is checked against what the
+command says it wrote.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+
+from cellseg import ctc, tiff
+
+BIN = os.path.dirname(sys.executable)
+USER_ENV = {key: value for key, value in os.environ.items()
+            if key not in ("TF_CPP_MIN_LOG_LEVEL", "CUDA_VISIBLE_DEVICES")}
+TINY_NET = ["--patch_size=32", "--base_filters=4", "--depth=2", "--per_replica_batch_size=2"]
+
+
+def command(name, *args, ok=True, cwd=None):
+    done = subprocess.run([os.path.join(BIN, f"cellseg-{name}"), *map(str, args)], capture_output=True, text=True,
+                          env=USER_ENV, cwd=cwd, timeout=600)
+    if ok:
+        assert done.returncode == 0, f"cellseg-{name} {' '.join(map(str, args))}:\n{done.stderr[-3000:]}"
+    return done
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """synth -> convert -> train over two CPU replicas (MirroredStrategy), as the README's steps go."""
+    root = tmp_path_factory.mktemp("commands")
+    data, records, run = root / "Fluo-N2DH-SYNTH", root / "records", root / "run"
+    command("synth", "--kind=fluo", f"--output_dir={data}", "--sequences=2", "--frames=3", "--height=64",
+            "--width=64", "--seed=2")
+    command("convert", f"--input_dir={data}", f"--output_dir={records}", "--val_sequences=02")
+    trained = command("train", f"--records_dir={records}", f"--model_dir={run}", "--epochs=2", "--steps_per_epoch=2",
+                      "--cpu_replicas=2", "--strategy=mirrored", *TINY_NET)
+    return root, data, records, run, trained
+
+
+def test_train_over_two_cpu_replicas_from_the_command_line(trained):
+    _, _, _, run, done = trained
+    assert "2 replica(s) (MirroredStrategy); global batch 4 = 2 per replica x 2" in done.stdout
+    assert "cannot split the CPU" not in done.stderr
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 2 and (run / "checkpoints" / "best.keras").exists()
+    flagfile = (run / "flags.txt").read_text()
+    assert "--cpu_replicas=2" in flagfile and "--strategy=mirrored" in flagfile
+    # the same run again from its flags: resumes after its last epoch, trains nothing more, still succeeds
+    again = command("train", f"--flagfile={run / 'flags.txt'}")
+    assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 2, again.stdout[-2000:]
+
+
+def test_one_device_and_auto_strategies_from_the_command_line(trained, tmp_path):
+    _, _, records, _, _ = trained
+    for strategy in ("one_device", "auto"):
+        done = command("train", f"--records_dir={records}", f"--model_dir={tmp_path / strategy}", "--epochs=1",
+                       "--steps_per_epoch=1", f"--strategy={strategy}", "--notune_postprocessing", *TINY_NET)
+        assert "1 replica(s) (OneDeviceStrategy)" in done.stdout
+
+
+def test_predict_with_tta_evaluate_and_track_again(trained):
+    root, data, _, run, _ = trained
+    out = root / "predictions"
+    command("predict", f"--model={run}", f"--input={data / '02'}", f"--output_dir={out}", "--overlays")
+    masks = ctc.masks_by_index(str(out / "02_RES"))
+    assert sorted(masks) == [0, 1, 2]
+    assert (out / "02_RES" / "res_track.txt").exists() and (out / "overlays" / "lineage.png").exists()
+    report = root / "reports" / "evaluation.json"  # a folder that does not exist yet
+    scored = command("evaluate", f"--pred={out / '02_RES'}", f"--gt={data / '02_GT' / 'SEG'}", "--baseline=otsu",
+                     f"--output_json={report}")
+    evaluation = json.loads(report.read_text())
+    assert f"{evaluation['cellseg']['seg']:.3f}" in scored.stdout and "otsu" in evaluation
+    # cellseg-track on the result: the same masks, one label per track, whatever labels it was given
+    tracked = root / "tracked"
+    command("track", f"--input={out / '02_RES'}", f"--output_dir={tracked}")
+    for index, path in ctc.masks_by_index(str(tracked)).items():
+        assert ((tiff.read(path) > 0) == (tiff.read(masks[index]) > 0)).all()
+
+
+def test_track_the_truth_and_evaluate_it_with_tracking_scores(trained, tmp_path):
+    # The truth masks of sequence 02, renamed as a result and tracked: TRA, DET and LNK of a perfect segmentation.
+    _, data, _, _, _ = trained
+    result = tmp_path / "02_RES"
+    result.mkdir()
+    for index, path in ctc.masks_by_index(str(data / "02_GT" / "TRA")).items():
+        tiff.write_labels(result / ctc.result_name(index), tiff.read(path))
+    command("track", f"--input={result}")
+    scored = command("evaluate", f"--pred={result}", f"--gt={data / '02_GT' / 'SEG'}",
+                     f"--output_json={tmp_path / 'evaluation.json'}")
+    tracking = json.loads((tmp_path / "evaluation.json").read_text())["tracking"]
+    assert tracking == {"tra": 1.0, "det": 1.0, "lnk": 1.0} and "TRA 1.000" in scored.stdout
+
+
+def test_predict_a_checkpoint_file_without_tta_and_a_stack(trained):
+    root, data, _, run, _ = trained
+    frames = [tiff.read(path) for path in ctc.sequence_frames(str(data / "02"))]
+    stack = root / "movie.tif"
+    tifffile.imwrite(stack, np.stack(frames), photometric="minisblack")
+    command("predict", f"--model={run / 'checkpoints' / 'best.keras'}", f"--input={stack}",
+            f"--output_dir={root / 'stack_out'}", "--notta")
+    result = root / "stack_out" / "movie_RES"
+    assert sorted(ctc.masks_by_index(str(result))) == [0, 1, 2] and (result / "res_track.txt").exists()
+    labels = root / "labels.tif"
+    tifffile.imwrite(labels, np.stack([tiff.read(p) for _, p in sorted(ctc.masks_by_index(str(result)).items())]),
+                    photometric="minisblack")
+    command("track", f"--input={labels}")
+    assert (root / "labels_RES" / "res_track.txt").exists()
+
+
+def test_export_with_its_check_and_predict_with_the_package(trained):
+    root, data, _, run, _ = trained
+    package = root / "model.zip"
+    checked = command("export", f"--model={run}", f"--output={package}",
+                      f"--test_image={data / '02' / 't000.tif'}", "--check")
+    assert "model test: passed" in checked.stdout + checked.stderr
+    command("predict", f"--model={package}", f"--input={data / '02'}", f"--output_dir={root / 'zip_out'}", "--notta")
+    assert sorted(ctc.masks_by_index(str(root / "zip_out" / "02_RES"))) == [0, 1, 2]
+
+
+def test_summary_of_the_dataset(trained):
+    _, data, _, _, _ = trained
+    done = command("summary", f"--input_dir={data}")
+    assert "01" in done.stdout and "02" in done.stdout
