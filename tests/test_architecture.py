@@ -90,7 +90,7 @@ def imports_any(path):
 
 def test_scoring_tiling_instances_and_tracking_load_no_tensorflow():
     code = ("import sys; import cellseg.scores, cellseg.ctc, cellseg.instances, cellseg.tiling, cellseg.evaluate, "
-            "cellseg.tracking, cellseg.motility; print('tensorflow' in sys.modules, 'keras' in sys.modules)")
+            "cellseg.tracking, cellseg.linking, cellseg.staging, cellseg.motility; print('tensorflow' in sys.modules, 'keras' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.stdout.split() == ["False", "False"], result.stderr[-2000:]
     help_text = subprocess.run([sys.executable, "-c", "import sys; sys.argv = ['cellseg-evaluate', '--help']\n"

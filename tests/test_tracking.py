@@ -3,7 +3,7 @@ import os
 import numpy as np
 import pytest
 
-from cellseg import tracking
+from cellseg import linking, tracking
 
 
 def disc(shape, centre, radius):
@@ -146,8 +146,8 @@ def test_a_whole_frame_shifted_by_40_px_links_correctly():
 def test_global_shift_is_zero_for_cells_moving_on_their_own():
     before = frames_of([(1, (20, 20), 6), (2, (50, 80), 6)])[0]
     after = frames_of([(1, (22, 19), 6), (2, (49, 83), 6)])[0]
-    assert tracking.global_shift(before, after) == (0, 0)
-    assert tracking.global_shift(before, tracking.shifted(before, (-7, 12))) == (-7, 12)
+    assert linking.global_shift(before, after) == (0, 0)
+    assert linking.global_shift(before, linking.shifted(before, (-7, 12))) == (-7, 12)
 
 
 def test_frames_of_another_shape_are_refused():
@@ -261,9 +261,14 @@ def test_a_bad_frame_is_refused_before_any_frame_is_rewritten(tmp_path, bad, rea
     assert {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)} == before
 
 
-def test_an_intensity_movie_given_as_labels_is_refused(fluo_dataset, tmp_path):
-    with pytest.raises(ValueError, match="t000.tif: not a label image: .* separate pieces"):
-        tracking.track_folder(str(fluo_dataset / "01"), str(tmp_path / "out"))
+@pytest.mark.parametrize("size", [96, 64])
+def test_an_intensity_movie_given_as_labels_is_refused(tmp_path, size):
+    from cellseg import synthetic
+
+    synthetic.write_dataset(tmp_path / "data", synthetic.Config(kind="fluo", sequences=1, frames=2, height=size,
+                                                                width=size, seed=1))
+    with pytest.raises(ValueError, match="t000.tif: not a label image: .*an intensity image"):
+        tracking.track_folder(str(tmp_path / "data" / "01"), str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
 
 
@@ -400,14 +405,14 @@ def test_the_assignment_without_divisions_is_the_linear_assignment_s_optimum():
     n_before, n_after = 12, 15
     cost = rng.uniform(0, 3, (n_before, n_after))
     rows, cols = np.indices(cost.shape).reshape(2, -1)
-    found = tracking.Hypotheses(np.stack([rows, cols], 1), cost.ravel(), np.zeros(cost.size),
+    found = linking.Hypotheses(np.stack([rows, cols], 1), cost.ravel(), np.zeros(cost.size),
                                 np.zeros((0, 3), np.int64), np.zeros(0), np.zeros(0))
-    chosen, _ = tracking.assign(found, n_before, n_after)
+    chosen, _ = linking.assign(found, n_before, n_after)
     # The same choice as a plain linear assignment: a link pays its cost instead of START + END; only
     # each cell's CHOICES cheapest links are allowed.
     allowed = np.zeros(cost.shape, bool)
-    np.put_along_axis(allowed, np.argsort(cost, axis=1)[:, : tracking.CHOICES], True, axis=1)
-    gain = np.where(allowed, np.minimum(cost - tracking.START - tracking.END, 0), 0)
+    np.put_along_axis(allowed, np.argsort(cost, axis=1)[:, : linking.CHOICES], True, axis=1)
+    gain = np.where(allowed, np.minimum(cost - linking.START - linking.END, 0), 0)
     best_rows, best_cols = optimize.linear_sum_assignment(gain)
     assert gain[rows[chosen], cols[chosen]].sum() == pytest.approx(gain[best_rows, best_cols].sum())
     assert len(set(rows[chosen])) == len(chosen) == len(set(cols[chosen]))
@@ -417,7 +422,7 @@ def test_the_displacement_field_extends_a_radial_expansion_to_the_edge():
     centre = np.array([200.0, 300.0])
     points = centre + np.stack(np.meshgrid(np.arange(-60, 61, 20.0), np.arange(-60, 61, 20.0)), -1).reshape(-1, 2)
     queries = centre + np.array([[0.0, 0.0], [0.0, 150.0], [-120.0, 100.0], [140.0, -140.0]])
-    field, weight = tracking.displacement_field(points, 0.2 * (points - centre), queries, reach=100.0)
+    field, weight = linking.displacement_field(points, 0.2 * (points - centre), queries, reach=100.0)
     np.testing.assert_allclose(field, 0.2 * (queries - centre), atol=0.05 * 0.2 * 200)
     assert (weight > 0).all()
 
