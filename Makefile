@@ -57,7 +57,7 @@ demo: $(INSTALLED)
 
 bench: $(INSTALLED)
 	@start=$$(date +%s); \
-	for script in convert input_pipeline training inference sequence memory; do \
+	for script in convert input_pipeline training inference sequence predict_pipeline memory; do \
 		echo "== benchmarks/$$script.py"; \
 		$(BIN)/python benchmarks/$$script.py || exit 1; \
 	done; \

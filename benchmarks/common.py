@@ -111,3 +111,4 @@ def peak(tool: str, *args: str, log: str) -> tuple[float, float]:
             sys.exit(f"{' '.join(command)} failed:\n{output.read()[-3000:]}")
     kilobytes = usage.ru_maxrss / (1024 if sys.platform == "darwin" else 1)  # bytes on macOS, KiB on Linux
     return kilobytes / 1024, seconds
+

@@ -68,6 +68,15 @@ def sequence(r: dict) -> tuple[str, str]:
                     f"{x['peak_mb']:.0f}"] for x in r["rows"]]))
 
 
+def predict_pipeline(r: dict) -> tuple[str, str]:
+    return (f"Prediction as a Beam job (`predict_pipeline.py`): {r['sequences']} sequences of {r['frames']} frames "
+            f"of {r['size']} x {r['size']}, segmented and tracked without test-time augmentation, each way in its "
+            f"own process (start-up included), {r['device']}; ratio: frames/s over the single process's",
+            table(["way", "frames/s", "ratio", "seconds", "peak MB (launching process)"],
+                  [[x["way"], f"{x['frames_per_s']:.2f}", f"{x['ratio']:.2f}x", f"{x['seconds']:.0f}",
+                    f"{x['peak_mb']:.0f}"] for x in r["rows"]]))
+
+
 def memory(r: dict) -> tuple[str, str]:
     rows, jobs = r["rows"], ("conversion", "training")
     small, large = rows[0]["frames"], rows[2]["frames"]
@@ -80,4 +89,4 @@ def memory(r: dict) -> tuple[str, str]:
 
 
 FORMATS = {"convert": convert, "input_pipeline": input_pipeline, "training": training, "inference": inference,
-           "sequence": sequence, "memory": memory}
+           "sequence": sequence, "predict_pipeline": predict_pipeline, "memory": memory}

@@ -59,13 +59,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRATCH = os.path.join(ROOT, "benchmarks", "scratch", "quality")
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
 DOC = os.path.join(ROOT, "docs", "QUALITY.md")
-BEGIN, END = "<!-- quality: begin -->", "<!-- quality: end -->"
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import tool  # noqa: E402 (first: it quiets TensorFlow's start-up lines)
+from pages import between_markers  # noqa: E402
 
 import keras  # noqa: E402
 
-from cellseg import run_folder, tuning  # noqa: E402
+from cellseg import plan, run_folder, tuning  # noqa: E402
 from cellseg.data import open_records  # noqa: E402 (`data` names a dataset folder here)
 
 REALDATA = os.path.join(os.path.dirname(ROOT), "shared", "realdata")
@@ -147,7 +147,7 @@ def measure(name: str, budget: str, only: list[str], seeds: list[int], variant: 
                 seconds = float(open(timing).read())
                 if method != "plain recipe":  # its post-processing tuned again, as training would today
                     best = keras.models.load_model(os.path.join(run, run_folder.BEST), compile=False)
-                    tuning.tune(best, open_records(converted), run)
+                    tuning.tune(best, open_records(converted, plan.planned_value(run, "input_scale", 1.0)), run)
             else:
                 shutil.rmtree(run, ignore_errors=True)
                 start = time.monotonic()
@@ -236,6 +236,8 @@ def main():
     parser.add_argument("--reuse", action="store_true", help="score the models of earlier runs again (their "
                         "train_seconds.txt says how long they trained) instead of training them again; the "
                         "U-Net's post-processing is tuned again first")
+    parser.add_argument("--combine", default="", help="comma-separated results files (benchmarks/results/*.json "
+                        "of earlier runs, e.g. one per budget): their rows in one table, written as a run's")
     args = parser.parse_args()
     names, budgets = args.datasets.split(","), args.budgets.split(",")
     seeds = [int(seed) for seed in args.seeds.split(",")]
@@ -248,12 +250,16 @@ def main():
     if unknown:
         sys.exit(f"quality: unknown dataset or budget {', '.join(unknown)}")
     variant = shlex.split(args.variant_flags)
-    started = time.monotonic()
-    rows = [row for name in names for budget in budgets
-            for row in measure(name, budget, methods, seeds, variant, args.reuse)]
+    started, earlier = time.monotonic(), 0.0
+    if args.combine:
+        rows, seeds, budgets, earlier, variant = combined(args.combine.split(","))
+        args.variant_flags = shlex.join(variant)
+    else:
+        rows = [row for name in names for budget in budgets
+                for row in measure(name, budget, methods, seeds, variant, args.reuse)]
     summary = summarise(rows)
     machine = args.output or f"quality-{platform.machine()}-{os.cpu_count()}cpu"
-    minutes = (time.monotonic() - started) / 60
+    minutes = earlier + (time.monotonic() - started) / 60
     text = (f"Trained on sequence 01, scored on sequence 02 (`benchmarks/quality.py`), on "
             f"{platform.processor() or platform.machine()} ({machine}), {os.cpu_count()} cores, no GPU, "
             f"{time.strftime('%Y-%m-%d')}; seeds {', '.join(map(str, seeds))}; budgets: "
@@ -262,6 +268,7 @@ def main():
             + (f" Variant: the default with `{args.variant_flags}`." if variant else "")
             + f" Wall time {minutes:.0f} min"
             + (" (models of an earlier run, post-processing tuned and scored again)" if args.reuse else "")
+            + (f" in all, combined from {args.combine}" if args.combine else "")
             + f".\n\n{table(summary)}\n\n{verdict(summary)}\n")
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, f"{machine}.md"), "w") as handle:
@@ -274,14 +281,33 @@ def main():
     print("\n" + text)
 
 
+def combined(paths: list[str]) -> tuple[list[dict], list[int], list[str], float, list[str]]:
+    """The rows of earlier results files, sorted by dataset, budget and method as a run writes them; their seeds,
+    budgets, minutes and variant flags. Otsu's rows, the same in every file, are kept once per dataset and
+    budget."""
+    rows, seen, minutes, variant = [], set(), 0.0, ""
+    for path in paths:
+        with open(path) as handle:
+            results = json.load(handle)
+        minutes += results["minutes"]
+        variant = variant or results.get("variant", "")
+        for row in results["rows"]:
+            key = (row["dataset"], row["budget"], row["method"], row.get("seed"))
+            if key not in seen:
+                seen.add(key)
+                rows.append(row)
+    order = {name: i for i, name in enumerate([*DATASETS, *BUDGETS, "Otsu + watershed", "plain recipe",
+                                                "cellseg default", "variant"])}
+    rows.sort(key=lambda r: (order.get(r["dataset"], 99), order.get(r["budget"], 99), order.get(r["method"], 99),
+                             r.get("seed", -1)))
+    seeds = sorted({r["seed"] for r in rows if "seed" in r})
+    budgets = [b for b in BUDGETS if any(r["budget"] == b for r in rows)]
+    return rows, seeds, budgets, minutes, shlex.split(variant)
+
+
 def write_doc(text: str) -> None:
     """Put `text` between docs/QUALITY.md's table markers (the page is made when missing)."""
-    page = open(DOC).read() if os.path.exists(DOC) else f"# Segmentation quality\n\n{BEGIN}\n{END}\n"
-    if BEGIN not in page or END not in page:
-        sys.exit(f"quality: {DOC} lacks the markers {BEGIN} and {END}")
-    head, rest = page.split(BEGIN, 1)
-    with open(DOC, "w") as handle:
-        handle.write(f"{head}{BEGIN}\n{text}{END}{rest.split(END, 1)[1]}")
+    between_markers(DOC, text, "quality", "Segmentation quality")
 
 
 if __name__ == "__main__":

@@ -42,12 +42,14 @@ import numpy as np
 
 from cellseg import ctc, evaluate, synthetic, tiff, tracking
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pages import between_markers  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRATCH = os.path.join(ROOT, "benchmarks", "scratch", "tracking")
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
 COLONY = os.path.join(ROOT, "data", "real", "PhC-E-coli-colony")
 DOC = os.path.join(ROOT, "docs", "TRACKING.md")
-BEGIN, END = "<!-- tracking: begin -->", "<!-- tracking: end -->"
 MISSED = 0.03  # of the cells erased from each frame of the colony's truth: detections a segmentation missed
 SYNTHETIC = {"fluo": ("fluo", 1.0), "phc": ("phc", 1.0), "phc dense": ("phc", 2.5)}
 
@@ -198,12 +200,7 @@ def main():
 
 def write_doc(text: str) -> None:
     """Put `text` between docs/TRACKING.md's table markers."""
-    page = open(DOC).read()
-    if BEGIN not in page or END not in page:
-        sys.exit(f"tracking: {DOC} lacks the markers {BEGIN} and {END}")
-    head, rest = page.split(BEGIN, 1)
-    with open(DOC, "w") as handle:
-        handle.write(f"{head}{BEGIN}\n{text}{END}{rest.split(END, 1)[1]}")
+    between_markers(DOC, text, "tracking", "Tracking")
 
 
 if __name__ == "__main__":

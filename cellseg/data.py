@@ -26,17 +26,24 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from cellseg import preprocess, schema, targets
+from cellseg import preprocess, resampling, schema, targets
 
 
 @dataclasses.dataclass(frozen=True)
 class Records:
-    """A converted dataset: its folder, `dataset.json` and shard lists."""
+    """A converted dataset: its folder, `dataset.json` and shard lists; its frames are read at `scale`
+    (`cellseg.resampling`)."""
 
     directory: str
     description: dict
     train: tuple[str, ...]
     val: tuple[str, ...]
+    scale: float = 1.0
+
+    @property
+    def frame_sizes(self) -> list[tuple[int, int]]:
+        """The frame sizes of `dataset.json`, at `scale`."""
+        return [resampling.size_of(height, width, self.scale) for height, width in self.description["frame_sizes"]]
 
     @property
     def compression(self) -> str:
@@ -76,8 +83,9 @@ def read_description(directory: str) -> dict:
     return description
 
 
-def open_records(directory: str) -> Records:
-    """Read `dataset.json` and list the shards; ValueError with a clear message when unusable."""
+def open_records(directory: str, scale: float = 1.0) -> Records:
+    """Read `dataset.json` and list the shards, to be read at `scale`; ValueError with a clear message when
+    unusable."""
     description = read_description(directory)
     suffix = "tfrecord.gz" if description["shards"]["compression"] == "gzip" else "tfrecord"
     shards = {
@@ -88,7 +96,7 @@ def open_records(directory: str) -> Records:
         raise ValueError(f"{directory}: no train-*.{suffix} shards")
     for shard in shards["train"][:1] + shards["val"][:1]:
         _check_first_record(shard, "GZIP" if suffix.endswith(".gz") else "")
-    return Records(directory, description, shards["train"], shards["val"])
+    return Records(directory, description, shards["train"], shards["val"], scale)
 
 
 def _check_first_record(shard: str, compression: str) -> None:
@@ -215,7 +223,7 @@ def validation_sample(records: Records, limit: int, max_pixels: int | None = Non
     """At most `limit` whole validation frames (image, labels), every n-th of them: memory stays bounded on
     long sequences. `max_pixels` lowers the limit for large frames (one frame at least)."""
     if max_pixels:
-        largest = max((h * w for h, w in records.description.get("frame_sizes") or []), default=1)
+        largest = max((h * w for h, w in records.frame_sizes), default=1)
         limit = max(1, min(limit, max_pixels // largest))
     stride = max(1, -(-records.description["counts"]["val"] // limit))
     return [frame for index, frame in enumerate(validation_frames(records)) if not index % stride]
@@ -228,7 +236,7 @@ def validation_tile_count(records: Records, patch_size: int) -> int:
 
     ValueError when there are none (an empty validation split).
     """
-    sizes = records.description["frame_sizes"]
+    sizes = records.frame_sizes
     if len(sizes) == 1:
         height, width = sizes[0]
         per_frame = max(1, math.ceil(height / patch_size)) * max(1, math.ceil(width / patch_size))
@@ -248,7 +256,11 @@ def _read(files: tf.data.Dataset, records: Records, count: int, deterministic: b
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=deterministic,
     )
-    return examples.map(schema.decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    frames = examples.map(schema.decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    if records.scale != 1:
+        frames = frames.map(lambda record: resampling.frame(record, records.scale),
+                            num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    return frames
 
 
 def _inputs(frame, distances: bool):
@@ -351,7 +363,7 @@ def auto_shard_policy(shards: int, num_workers: int):
 def patches_per_epoch(records: Records, patch_size: int) -> int:
     """About how many patches one pass over the training frames yields (one per patch-sized area)."""
     total = 0
-    for height, width in records.description["frame_sizes"]:
+    for height, width in records.frame_sizes:
         total += max(1, round(max(height, patch_size) * max(width, patch_size) / patch_size**2))
-    per_frame = total / max(len(records.description["frame_sizes"]), 1)
+    per_frame = total / max(len(records.frame_sizes), 1)
     return int(math.ceil(per_frame * records.description["counts"]["train"]))

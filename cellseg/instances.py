@@ -186,6 +186,10 @@ def h_maxima(distance: np.ndarray, height: float) -> np.ndarray:
     return seeds
 
 
+class TooManyObjects(ValueError):
+    """More objects than uint16 labels hold: the outputs of an untrained network, or thresholds that cut noise."""
+
+
 def seeded_watershed(surface: np.ndarray, seeds: np.ndarray, mask: np.ndarray, min_size: int = 10,
                      fill_holes: bool = True) -> np.ndarray:
     """Instance labels (uint16) of a watershed of `surface` (lower = more central) from `seeds` inside `mask`.
@@ -208,7 +212,7 @@ def seeded_watershed(surface: np.ndarray, seeds: np.ndarray, mask: np.ndarray, m
     present[0] = False
     relabelled = (np.cumsum(present) * present)[labels]
     if not preprocess.labels_fit(relabelled):
-        raise ValueError(f"{relabelled.max()} objects do not fit uint16 labels")
+        raise TooManyObjects(f"{relabelled.max()} objects do not fit uint16 labels")
     return relabelled.astype(np.uint16)
 
 
@@ -286,9 +290,12 @@ def tune(outputs: list[np.ndarray], references: list[np.ndarray], target: str, g
         chosen = None
         for settings in candidates:
             if settings not in found:
-                predictions = [labels_from_outputs(output, settings) for output in outputs]
-                found[settings] = (scores.seg_score(references, predictions),
-                                    scores.detection_scores(references, predictions)["f1"])
+                try:
+                    predictions = [labels_from_outputs(output, settings) for output in outputs]
+                    found[settings] = (scores.seg_score(references, predictions),
+                                       scores.detection_scores(references, predictions)["f1"])
+                except TooManyObjects:  # noise cut into pieces: no cell found whole
+                    found[settings] = (0.0, 0.0)
                 if progress:
                     progress(len(found), total)
             if chosen is None or rank(settings) > rank(chosen):

@@ -40,7 +40,8 @@ import tensorflow as tf
 from PIL import Image
 
 import cellseg
-from cellseg import data, errors, instances, model, predict, preprocess, run_folder, segmenter, targets, tiff, tiling
+from cellseg import (data, errors, instances, model, plan, predict, preprocess, run_folder, segmenter, targets, tiff,
+                     tiling)
 
 # bioimageio.core runs Keras weights on the backend this names, and sets it to torch when unset.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -171,6 +172,7 @@ def export(run_dir: str, output: str, test_image: str | None = None, about: Abou
     percentiles = tuple(float(p) for p in records.get("settings", {}).get("percentiles",
                                                                           preprocess.DEFAULT_PERCENTILES))
     tuned = predict.read_postprocess(os.path.join(run_dir, run_folder.POSTPROCESS), trained.target, best) or {}
+    scale = float(plan.planned_value(run_dir, "input_scale", 1.0))
     if test_image:
         raw = tiff.read(test_image)
     elif records:
@@ -203,7 +205,7 @@ def export(run_dir: str, output: str, test_image: str | None = None, about: Abou
             f"{', '.join(row.output_names)} ({row.activation}), which cellseg's post-processing turns into cells.")
         with open(os.path.join(work, "README.md"), "w") as handle:
             handle.write(_documentation(name, description, row, trained.architecture, percentiles, halo, smallest,
-                                        step, tuned, records, metrics))
+                                        step, tuned, records, metrics, scale))
         space = {"size": v0_5.ParameterizedSize(min=smallest, step=step)}
         description_of = v0_5.ModelDescr(
             name=name, description=description, version=about.version, license=about.license,
@@ -241,7 +243,7 @@ def export(run_dir: str, output: str, test_image: str | None = None, about: Abou
                     source=bundle, tensorflow_version=tf.__version__, parent="keras_v3")),
             config={predict.PACKAGE_CONFIG: {
                 "version": cellseg.__version__, "target": row.name, "architecture": dict(trained.architecture),
-                "percentiles": list(percentiles), "halo": halo, "postprocess": tuned,
+                "percentiles": list(percentiles), "halo": halo, "postprocess": tuned, "input_scale": scale,
                 "weights": os.path.basename(keras_path)}},
         )
         folder = os.path.dirname(os.path.abspath(output))
@@ -265,7 +267,7 @@ def stretch_as_packaged(raw: np.ndarray, percentiles: tuple[float, float]) -> np
 
 
 def _documentation(name, description, row, architecture, percentiles, halo, smallest, step, tuned, records,
-                   metrics) -> str:
+                   metrics, scale=1.0) -> str:
     counts = records.get("counts", {})
     inputs = ", ".join(os.path.basename(os.path.normpath(p)) for p in records.get("inputs", [])) or "not recorded"
     thresholds = instances.Postprocess.from_dict(tuned).describe() if tuned else "the target's defaults"
@@ -280,7 +282,7 @@ One 2-D grey frame, axes (batch, channel, y, x), raw intensities (8-bit, 16-bit 
 float). The pre-processing maps the frame's own {percentiles[0]:g} and {percentiles[1]:g}
 percentiles to 0 and 1 and clips to [0, 1], as cellseg stretched its training frames.
 Heights and widths are {smallest} + n x {step} pixels; pad smaller frames (mirror).
-
+{_scale_note(scale)}
 ## Output
 
 {len(row.output_names)} channel(s) per pixel, the input's size: {", ".join(row.output_names)}
@@ -307,6 +309,14 @@ training foreground fraction {records.get('foreground_fraction', float('nan')):.
 The best checkpoint on the validation frames, in inference mode:
 {chr(10).join(f"- {k}: {v:.4f}" for k, v in validation.items()) or "- not recorded"}
 """
+
+
+def _scale_note(scale: float) -> str:
+    if scale == 1:
+        return ""
+    return (f"\nThe network was trained on frames resampled by {scale:g} (bilinear; its cells' size, "
+            f"`config.cellseg.input_scale`): resample each frame by {scale:g} before it, and the labels made from "
+            "its outputs back to the frame's size. `cellseg-predict --model=this.zip` does so.\n")
 
 
 def test(package: str) -> tuple[bool, list[str]]:

@@ -38,8 +38,8 @@ import yaml
 from PIL import Image
 from skimage import measure, segmentation
 
-from cellseg import (ctc, errors, instances, plan, preprocess, run_folder, schema, segmenter, stacks, staging,
-                     targets, tiff, tiling, tracking)
+from cellseg import (ctc, errors, instances, plan, preprocess, resampling, run_folder, schema, segmenter, stacks,
+                     staging, targets, tiff, tiling, tracking)
 from cellseg import model as model_lib
 
 
@@ -63,6 +63,7 @@ class Model:
     layout: Callable[[int, int], tuple]
     max_pixels: int = tiling.MAX_TILE_PIXELS  # pixels per network call (tiles x their pixels)
     min_size: int | None = None  # the run folder's planned minimum size (plan.json), for runs without tuning
+    scale: float = 1.0  # the planned input scale (plan.json): frames are resampled by it before the network
 
     def frames_per_call(self, shape: tuple[int, int]) -> int:
         """Frames of `shape` predicted together: as many as the budget holds when each is one tile."""
@@ -89,10 +90,9 @@ def load_model(path: str, tile: int = 0, overlap: int = -1, max_pixels: int = ti
     predict_batch, target, layout = _load(path, tile, overlap, max_pixels)
     base = os.path.normpath(path)
     run_dir = os.path.dirname(os.path.dirname(base)) if base.endswith(".keras") else os.path.dirname(base)
-    planned = plan.read(run_dir) or {}
-    min_size = planned.get("settings", {}).get("min_size", {}).get("value")
     return Model(predict_batch, target, read_postprocess(os.path.join(run_dir, run_folder.POSTPROCESS), target, path),
-                 path, layout, max_pixels, min_size)
+                 path, layout, max_pixels, plan.planned_value(run_dir, "min_size"),
+                 float(plan.planned_value(run_dir, "input_scale", 1.0)))
 
 
 def read_postprocess(path: str, target: str, model: str) -> dict | None:
@@ -148,7 +148,8 @@ def _load_package(path: str, tile: int, overlap: int, max_pixels: int) -> Model:
         return np.moveaxis(network.predict_on_batch(np.moveaxis(tiles, -1, 1)), 1, -1)
 
     return Model(predict_batch, targets.check(config["target"]), config.get("postprocess") or None, path,
-                 lambda height, width: tiling.choose(height, width, multiple, radius, max_pixels), max_pixels)
+                 lambda height, width: tiling.choose(height, width, multiple, radius, max_pixels), max_pixels,
+                 scale=float(config.get("input_scale", 1.0)))
 
 
 def load_segmenter(path: str) -> segmenter.Segmenter:
@@ -244,9 +245,16 @@ def network_outputs(model: Model, images: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def segment(raw: np.ndarray, model: Model, settings, percentiles=preprocess.DEFAULT_PERCENTILES):
-    """(network outputs [H, W, C], labels) of a raw frame: the converter's stretch, the network, instances."""
-    outputs = network_outputs(model, [stretched(raw, percentiles)])[0]
-    return outputs, instances.labels_from_outputs(outputs, settings)
+    """(network outputs [h, w, C] at the model's input scale, labels [H, W]) of a raw frame: the converter's
+    stretch, the resampling, the network, instances."""
+    outputs = network_outputs(model, [resampling.image(stretched(raw, percentiles), model.scale)])[0]
+    return outputs, labels_of(outputs, settings, raw.shape)
+
+
+def labels_of(outputs: np.ndarray, settings, shape: tuple[int, int]) -> np.ndarray:
+    """Instances of network outputs, made at the input scale as tuning made them, at the frame's `shape`."""
+    labels = instances.labels_from_outputs(outputs, settings)
+    return labels if labels.shape == tuple(shape) else resampling.labels(labels, shape)
 
 
 CELL_COLUMNS = ("frame", "label", "track", "area", "centroid_x", "centroid_y", "bbox_x0", "bbox_y0", "bbox_x1",
@@ -411,20 +419,9 @@ def _segment_frames(frames: list[tuple], model: Model, settings, sequence: str |
         def finish(batch, outputs):
             rows = []
             for (name, raw, _), output in zip(batch, outputs):
-                labels = instances.labels_from_outputs(output, settings)
-                if recorder:  # by frame number: the frames that could not be read are gaps
-                    labels = recorder.add(labels, ctc.frame_index(name)[0])
-                out = result_path(sequence, output_dir, name)
-                os.makedirs(os.path.dirname(out), exist_ok=True)
-                with _naming(out):
-                    tiff.write_labels(out, labels)
-                rows += measure_cells(name, labels, raw, recorder.tracker.cell if recorder else None)
+                rows += write_frame(name, raw, labels_of(output, settings, raw.shape), sequence, output_dir,
+                                    recorder, overlays)
                 last["raw"] = raw
-                if overlays:
-                    os.makedirs(os.path.join(output_dir, OVERLAYS), exist_ok=True)
-                    picture = os.path.join(output_dir, OVERLAYS, f"{name}.png")
-                    with _naming(picture):
-                        Image.fromarray(overlay(raw, labels)).save(picture)
             return rows
 
         pending = collections.deque()  # (instances of a batch, made while the network runs, its frames)
@@ -439,7 +436,7 @@ def _segment_frames(frames: list[tuple], model: Model, settings, sequence: str |
             if progress:
                 progress(written["frames"] + len(failed), len(frames))
 
-        for batch, unread in _batches(_read_ahead(reader, frames), model):
+        for batch, unread in _batches(_read_ahead(reader, frames, model.scale), model):
             failed += unread
             if batch:
                 outputs = network_outputs(model, [image for _, _, image in batch])
@@ -450,15 +447,39 @@ def _segment_frames(frames: list[tuple], model: Model, settings, sequence: str |
             collect()
     tracked = None
     if recorder and written["frames"]:
-        folder = os.path.join(output_dir, result_folder(sequence))
-        with _naming(os.path.join(folder, ctc.TRACKS)):  # or tracks.csv: a write error has no file name
-            rows = recorder.write(folder, os.path.join(output_dir, tracking.TRACKS_TABLE), pixel_size,
-                                  frame_interval)
-        tracked = {"tracks": len(rows), "divisions": len(recorder.tracker.divided)}
-        if overlays:
-            with _naming(os.path.join(output_dir, OVERLAYS)):
-                recorder.draw(os.path.join(output_dir, OVERLAYS), grey(last["raw"]), pixel_size, frame_interval)
+        tracked = write_tracks(recorder, sequence, output_dir, last["raw"], overlays, pixel_size, frame_interval)
     return {"frames": written["frames"], "cells": written["cells"], "failed": failed, "tracking": tracked}
+
+
+def write_frame(name: str, raw: np.ndarray, labels: np.ndarray, sequence: str | None, output_dir: str,
+                recorder: tracking.Recorder | None = None, overlays: bool = False) -> list[dict]:
+    """Write one segmented frame (tracked first with a `recorder`, by its frame number: the frames that could not
+    be read are gaps) and its overlay; returns its cells.csv rows."""
+    if recorder:
+        labels = recorder.add(labels, ctc.frame_index(name)[0])
+    out = result_path(sequence, output_dir, name)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with _naming(out):
+        tiff.write_labels(out, labels)
+    if overlays:
+        os.makedirs(os.path.join(output_dir, OVERLAYS), exist_ok=True)
+        picture = os.path.join(output_dir, OVERLAYS, f"{name}.png")
+        with _naming(picture):
+            Image.fromarray(overlay(raw, labels)).save(picture)
+    return measure_cells(name, labels, raw, recorder.tracker.cell if recorder else None)
+
+
+def write_tracks(recorder: tracking.Recorder, sequence: str | None, output_dir: str, last_raw: np.ndarray,
+                 overlays: bool = False, pixel_size: float | None = None, frame_interval: float | None = None) -> dict:
+    """A tracked sequence's res_track.txt, tracks.csv and (with `overlays`) pictures; its track and division
+    counts."""
+    folder = os.path.join(output_dir, result_folder(sequence))
+    with _naming(os.path.join(folder, ctc.TRACKS)):  # or tracks.csv: a write error has no file name
+        rows = recorder.write(folder, os.path.join(output_dir, tracking.TRACKS_TABLE), pixel_size, frame_interval)
+    if overlays:
+        with _naming(os.path.join(output_dir, OVERLAYS)):
+            recorder.draw(os.path.join(output_dir, OVERLAYS), grey(last_raw), pixel_size, frame_interval)
+    return {"tracks": len(rows), "divisions": len(recorder.tracker.divided)}
 
 
 @contextlib.contextmanager
@@ -476,22 +497,22 @@ def _naming(path: str):
 READ_AHEAD = 4  # frames read and stretched ahead of the network
 
 
-def _read(name: str, load: Callable[[], np.ndarray], where: str):
-    """(name, raw, stretched image) of a frame, or (name, None, the reason it cannot be segmented)."""
+def _read(name: str, load: Callable[[], np.ndarray], where: str, scale: float = 1.0):
+    """(name, raw, stretched image at `scale`) of a frame, or (name, None, the reason it cannot be segmented)."""
     try:
         raw = load()
     except ValueError as error:
         return name, None, str(error)
     if not np.isfinite(raw).all():
         return name, None, f"{where}: holds NaN or infinite values; not segmented"
-    return name, raw, stretched(raw)
+    return name, raw, resampling.image(stretched(raw), scale)
 
 
-def _read_ahead(pool: futures.Executor, frames: list[tuple]) -> Iterator[tuple]:
-    """`_read` of each frame (name, load, where) in order, at most READ_AHEAD of them in flight."""
+def _read_ahead(pool: futures.Executor, frames: list[tuple], scale: float = 1.0) -> Iterator[tuple]:
+    """`_read` of each frame (name, load, where) at `scale` in order, at most READ_AHEAD of them in flight."""
     queue = collections.deque()
     for frame in frames:
-        queue.append(pool.submit(_read, *frame))
+        queue.append(pool.submit(_read, *frame, scale))
         if len(queue) > READ_AHEAD:
             yield queue.popleft().result()
     while queue:

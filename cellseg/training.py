@@ -37,7 +37,9 @@ class Config:
     per_replica_batch_size: int = 8
     learning_rate: float = 1e-4
     clip_norm: float = 0.0  # 0: no clipping
+    weight_averaging: float = 0.0  # momentum of the weights' moving average that validation and checkpoints use
     foreground_patches: float = 0.0  # share of training patches centred on a cell pixel
+    input_scale: float = 1.0  # frames resampled by this before the network (`cellseg.resampling`)
     class_weight_power: float = preprocess.CLASS_WEIGHT_POWER
     seed: int = 0
     strategy: str = "auto"
@@ -64,6 +66,10 @@ class Config:
             raise ValueError(f"unknown --target={self.target}; expected one of {', '.join(targets.TARGETS)}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"unknown --lr_schedule={self.lr_schedule}; expected one of {', '.join(LR_SCHEDULES)}")
+        if not 0 <= self.weight_averaging < 1:
+            raise ValueError(f"--weight_averaging must be in [0, 1), got {self.weight_averaging}")
+        if not 0 < self.input_scale <= MAX_INPUT_SCALE:
+            raise ValueError(f"--input_scale must be in (0, {MAX_INPUT_SCALE:g}], got {self.input_scale}")
         if self.best_by not in BEST_BY:
             raise ValueError(f"unknown --best_by={self.best_by}; expected one of {', '.join(BEST_BY)}")
 
@@ -90,6 +96,7 @@ class Config:
 # WARMUP of the steps, then cosine decay to 0 at the last step (as nnU-Net decays over a fixed budget).
 LR_SCHEDULES = ("constant", "cosine")
 WARMUP = 0.05
+MAX_INPUT_SCALE = 4.0
 # What picks the best checkpoint: the SEG of whole validation frames each epoch, or the tiles' pixel Dice.
 BEST_BY = ("seg", "dice")
 # Whole validation frames segmented each epoch for `val_seg` (every n-th of more).
@@ -116,9 +123,10 @@ ARCHITECTURE = ("patch_size", "base_filters", "depth", "transposed", "target")
 
 
 def check_patch_size(records: data.Records, patch_size: int) -> None:
-    largest = max((max(size) for size in records.description["frame_sizes"]), default=0)
+    largest = max((max(size) for size in records.frame_sizes), default=0)
     if patch_size > largest:
-        raise ValueError(f"--patch_size={patch_size} is larger than every frame (largest side {largest} px)")
+        at = f" at --input_scale={records.scale:g}" if records.scale != 1 else ""
+        raise ValueError(f"--patch_size={patch_size} is larger than every frame (largest side {largest} px{at})")
 
 
 def planned(config: Config, given: set[str] | None = None) -> tuple[Config, plan.Plan]:
@@ -150,7 +158,7 @@ def train(config: Config, extra_callbacks=(), log=print, chosen: plan.Plan | Non
 
 
 def _fit(config: Config, strategy: tf.distribute.Strategy, chief: bool, extra_callbacks, log) -> dict:
-    records = data.open_records(config.records_dir)
+    records = data.open_records(config.records_dir, config.input_scale)
     check_patch_size(records, config.network.patch_size)
     replicas = strategy.num_replicas_in_sync
     global_batch = config.per_replica_batch_size * replicas
@@ -182,7 +190,9 @@ def _fit(config: Config, strategy: tf.distribute.Strategy, chief: bool, extra_ca
         net = segmenter.Segmenter(**dataclasses.asdict(config.network), augmentation=dataclasses.asdict(config.augmentation),
                                   seed=config.seed, target=config.target, class_weights=class_weights)
         net.compile(
-            optimizer=keras.optimizers.Adam(learning_rate(config, steps), global_clipnorm=config.clip_norm or None),
+            optimizer=keras.optimizers.Adam(learning_rate(config, steps), global_clipnorm=config.clip_norm or None,
+                                            use_ema=config.weight_averaging > 0,
+                                            ema_momentum=config.weight_averaging or 0.99),
             loss=config.objective.for_target(config.target),
             metrics=metrics.pixel_metrics(config.target),
             jit_compile=config.jit_compile,
@@ -225,6 +235,8 @@ def callbacks_for(config: Config, records: data.Records, validation_batch, chief
     earlier = [row[monitor] for row in run_folder.read_log(model_dir) if monitor in row]
     chosen = [
         keras.callbacks.TerminateOnNaN(),
+        # The weights' moving average in place for validation and for every epoch-end callback after it.
+        *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.weight_averaging else []),
         *scoring,  # before the callbacks that read val_seg
         callbacks.BestCheckpoint(os.path.join(model_dir, run_folder.BEST), monitor, max(earlier, default=-math.inf)),
         keras.callbacks.EarlyStopping(monitor="val_dice", mode="max", patience=config.early_stopping_patience),

@@ -17,3 +17,10 @@ wheel() {  # build dist/cellseg-<version>-py3-none-any.whl from this checkout (o
   WHEEL="$ROOT/dist/cellseg-${version}-py3-none-any.whl"
   run "$python" -m pip wheel --quiet --no-deps --wheel-dir "$ROOT/dist" "$ROOT"
 }
+
+model_paths_and_wheel() {  # model_paths_and_wheel "USAGE" ARGS...: MODEL, INPUT and OUTPUT from the first three, REST the others
+  local text="$1"; shift
+  [[ $# -ge 3 && "$1" != -* && "$2" != -* && "$3" != -* ]] || usage "$text"
+  MODEL="$1"; shift
+  paths_and_wheel "$text" "$@"
+}

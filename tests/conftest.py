@@ -62,3 +62,16 @@ def tiny_model(tmp_path_factory):
     net(np.zeros((1, 32, 32, 1), np.float32))
     net.save(path)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(fluo_records, tmp_path_factory):
+    """A tiny run folder trained briefly on fluo_records, its post-processing tuned: enough to find cells."""
+    from cellseg import training
+
+    folder = tmp_path_factory.mktemp("run")
+    config = training.Config.from_flat(records_dir=fluo_records, model_dir=str(folder), patch_size=32, base_filters=4,
+                                       depth=2, epochs=2, steps_per_epoch=4, per_replica_batch_size=4,
+                                       learning_rate=1e-2, validation_images=0)
+    training.train(config, log=lambda *_: None)
+    return str(folder)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from cellseg import ctc, tiff
+from cellseg import ctc, predict, tiff
 
 BIN = os.path.dirname(sys.executable)
 USER_ENV = {key: value for key, value in os.environ.items()
@@ -57,12 +57,32 @@ def test_train_over_two_cpu_replicas_from_the_command_line(trained):
     assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 2, again.stdout[-2000:]
 
 
-def test_one_device_and_auto_strategies_from_the_command_line(trained, tmp_path):
-    _, _, records, _, _ = trained
-    for strategy in ("one_device", "auto"):
+def test_one_device_and_auto_strategies_and_planned_settings_given_on_the_command_line(trained, tmp_path):
+    """Both strategies; the second run also gives --input_scale, --foreground_patches and --clip_norm as typed:
+    plan.json and flags.txt keep them, and prediction resamples the frames by the run's scale and gives labels
+    of the frames' own size."""
+    _, data, records, _, _ = trained
+    given = ["--input_scale=1.5", "--foreground_patches=0.5", "--clip_norm=1", "--weight_averaging=0.5"]
+    for strategy, extra in (("one_device", []), ("auto", given)):
         done = command("train", f"--records_dir={records}", f"--model_dir={tmp_path / strategy}", "--epochs=1",
-                       "--steps_per_epoch=1", f"--strategy={strategy}", "--notune_postprocessing", *TINY_NET)
+                       "--steps_per_epoch=1", f"--strategy={strategy}", "--notune_postprocessing", *TINY_NET, *extra)
         assert "1 replica(s) (OneDeviceStrategy)" in done.stdout
+    run = tmp_path / "auto"
+    settings = json.loads((run / "plan.json").read_text())["settings"]
+    assert settings["input_scale"]["value"] == 1.5 and settings["input_scale"]["given"]
+    assert settings["foreground_patches"]["value"] == 0.5 and settings["foreground_patches"]["given"]
+    assert "input_scale 1.5: given" in done.stdout
+    flagfile = (run / "flags.txt").read_text()
+    assert "--input_scale=1.5" in flagfile and "--clip_norm=1.0" in flagfile and "--weight_averaging=0.5" in flagfile
+    out = tmp_path / "predicted"
+    command("predict", f"--model={run}", f"--input={data / '02'}", f"--output_dir={out}", "--notta")
+    frames = sorted((data / "02").glob("*.tif"))
+    masks = sorted((out / "02_RES").glob("mask*.tif"))
+    assert len(masks) == len(frames)
+    assert all(tiff.read(m).shape == tiff.read(f).shape for m, f in zip(masks, frames))
+    bad = command("train", f"--records_dir={records}", f"--model_dir={tmp_path / 'bad'}", "--input_scale=9",
+                  *TINY_NET, ok=False)
+    assert bad.returncode != 0 and "flag --input_scale=9: 9.0 is not a number in the range [0, 4]" in bad.stderr
 
 
 def test_predict_with_tta_evaluate_and_track_again(trained):
@@ -128,3 +148,24 @@ def test_summary_of_the_dataset(trained):
     _, data, _, _, _ = trained
     done = command("summary", f"--input_dir={data}")
     assert "01" in done.stdout and "02" in done.stdout
+
+
+def test_predict_on_beam_from_the_command_line_equals_the_single_process(trained, tmp_path):
+    root, data, _, run, _ = trained
+    done = command("predict", f"--model={run}", f"--input={data}", f"--output_dir={tmp_path / 'beam'}",
+                   "--runner=DirectRunner", "--direct_num_workers=2", "--notta")
+    assert "6 frames found = segmented 6 + errors 0; 2 sequence(s)" in done.stdout
+    for name in ("01", "02"):  # the single process, as cellseg-predict runs it (tested above)
+        predict.run_prediction(str(data / name), str(run), str(tmp_path / name), tta=False)
+        for mask in sorted((tmp_path / name / f"{name}_RES").glob("mask*.tif")):
+            np.testing.assert_array_equal(tiff.read(tmp_path / "beam" / name / f"{name}_RES" / mask.name),
+                                          tiff.read(mask))
+        assert (tmp_path / "beam" / name / f"{name}_RES" / "res_track.txt").read_text() == \
+            (tmp_path / name / f"{name}_RES" / "res_track.txt").read_text()
+    bad = command("predict", f"--model={run}", f"--input={data}", f"--output_dir={tmp_path / 'bad'}",
+                  "--runner=DirectRunner", "--no_such_flag=1", ok=False)
+    assert bad.stderr.strip().splitlines()[-1] == ("cellseg-predict: unknown flag(s) --no_such_flag=1 (neither a "
+                                                   "cellseg-predict nor a Beam option)")
+    alone = command("predict", f"--model={run}", f"--input={data}", f"--output_dir={tmp_path / 'bad'}",
+                    "--direct_num_workers=2", ok=False)
+    assert "Unknown command line flag 'direct_num_workers'" in alone.stderr

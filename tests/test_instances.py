@@ -346,3 +346,19 @@ def test_binary_instances_split_touching_cells_as_before():
         expected[np.bincount(expected.ravel())[expected] < 10] = 0
         expected = segmentation.relabel_sequential(instances._fill_holes(expected))[0]
         np.testing.assert_array_equal(instances.split_touching(mask, 2.0, 10), expected)
+
+
+def test_tuning_scores_settings_that_cut_noise_into_too_many_objects_as_zero():
+    # An early network's outputs: a checkerboard of single bright pixels (131072 of them in 512 x 512) around
+    # one solid cell. Kept whole at min size 1, they overflow uint16 labels; at 50 only the cell is left.
+    outputs = np.zeros((512, 512, 1), np.float32)
+    outputs[::2, ::2] = outputs[1::2, 1::2] = 1.0
+    outputs[97:123, 97:123] = 0.0  # a gap around the cell
+    outputs[100:120, 100:120] = 1.0
+    reference = np.zeros((512, 512), np.uint16)
+    reference[100:120, 100:120] = 1
+    with pytest.raises(instances.TooManyObjects, match="objects do not fit uint16 labels"):
+        instances.labels_from_outputs(outputs, instances.Postprocess("binary", 0.5, 1.0, min_size=1))
+    chosen, seg = instances.tune([outputs], [reference], "binary",
+                                 grid={"mask_threshold": [0.5], "seed_threshold": [1.0], "min_size": [1, 50]})
+    assert chosen.min_size == 50 and seg == pytest.approx(1.0)

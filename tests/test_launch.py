@@ -53,6 +53,35 @@ def test_cluster_conversions_build_the_wheel_and_name_their_runner(script, runne
     assert expected.items() <= found.items()
 
 
+@pytest.mark.parametrize("script, runner, expected", [
+    ("predict_dataflow.sh", "DataflowRunner", {"temp_location": "gs://b/results/tmp", "project": "p", "region": "r",
+                                              "dataflow_service_options": "worker_accelerator=type:nvidia-l4;count:1",
+                                              "sdk_container_image": "r-docker.pkg.dev/p/c/sdk:1"}),
+    ("predict_flink.sh", "FlinkRunner", {"flink_master": "flink:8081", "environment_type": "DOCKER"}),
+    ("predict_spark.sh", "SparkRunner", {"spark_master_url": "spark://spark:7077", "environment_type": "DOCKER"}),
+    ("predict_portable.sh", "PortableRunner", {"job_endpoint": "localhost:8099", "environment_type": "DOCKER"}),
+])
+def test_cluster_predictions_build_the_wheel_and_name_their_runner(script, runner, expected):
+    result = launch(script, "gs://b/runs/r", "gs://b/plates", "gs://b/results", "--project=p", "--region=r",
+                    "--dry_run", env={"FLINK_MASTER": "flink:8081", "SPARK_MASTER": "spark://spark:7077",
+                                      "ACCELERATOR": "type:nvidia-l4;count:1", "CONTAINER": "r-docker.pkg.dev/p/c/sdk:1"})
+    build, predict = printed(result)
+    assert build[1:4] == ["-m", "pip", "wheel"]
+    assert predict[0] == BIN + "cellseg-predict"
+    found = options(predict)
+    assert found["runner"] == runner and found["model"] == "gs://b/runs/r" and found["input"] == "gs://b/plates"
+    assert found["output_dir"] == "gs://b/results" and found["extra_package"].endswith(".whl")
+    assert expected.items() <= found.items()
+    if runner != "DataflowRunner":  # the GPU options are Dataflow's
+        assert "dataflow_service_options" not in found
+
+
+def test_a_prediction_script_without_its_three_paths_says_how_to_call_it():
+    done = subprocess.run(["bash", os.path.join(LAUNCH, "predict_flink.sh"), "runs/r", "data/x"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.startswith("usage: ") and "MODEL INPUT OUTPUT" in done.stderr
+
+
 def test_train_dry_run_uses_every_gpu_with_mixed_precision_and_xla():
     [command] = printed(launch("train.sh", "records/x", "runs/x", "--epochs=3", "--dry_run"))
     assert command[0] == BIN + "cellseg-train"
@@ -152,7 +181,7 @@ def serving(port, deadline):
     return False
 
 
-def test_the_portable_job_api_on_loopback_writes_what_the_direct_runner_writes(fluo_dataset, tmp_path):
+def test_the_portable_job_api_on_loopback_writes_what_the_direct_runner_writes(fluo_dataset, tiny_run, tmp_path):
     # The protocol of Flink's and Spark's job servers, spoken here by Beam's local job service, with SDK
     # workers from an external worker pool, each started as its own process as on a cluster.
     from beam_pipelines import ctc_to_tfrecord as convert
@@ -171,10 +200,13 @@ def test_the_portable_job_api_on_loopback_writes_what_the_direct_runner_writes(f
     try:
         deadline = time.monotonic() + 120
         assert serving(job_port, deadline) and serving(pool_port, deadline)
+        portable_env = {"PATH": env["PATH"], "JOB_ENDPOINT": f"localhost:{job_port}", "ENVIRONMENT_TYPE": "EXTERNAL",
+                        "ENVIRONMENT_CONFIG": f"localhost:{pool_port}", "WHEEL": str(built)}
         result = launch("convert_portable.sh", str(fluo_dataset), str(tmp_path / "portable"), "--val_sequences=02",
-                        timeout=300, env={"PATH": env["PATH"], "JOB_ENDPOINT": f"localhost:{job_port}",
-                                          "ENVIRONMENT_TYPE": "EXTERNAL",
-                                          "ENVIRONMENT_CONFIG": f"localhost:{pool_port}", "WHEEL": str(built)})
+                        timeout=300, env=portable_env)
+        # the prediction job through the same job service and worker pool
+        predicted = launch("predict_portable.sh", tiny_run, str(fluo_dataset), str(tmp_path / "predicted"),
+                           "--notta", timeout=300, env=portable_env)
     finally:
         for service in services:
             service.kill()
@@ -194,3 +226,16 @@ def test_the_portable_job_api_on_loopback_writes_what_the_direct_runner_writes(f
             records.append(sorted(examples, key=lambda e: (e.features.feature["sequence"].bytes_list.value[0],
                                                            e.features.feature["frame"].int64_list.value[0])))
         assert records[0] == records[1] and len(records[0]) == 4
+    [command] = printed(predicted)
+    assert options(command)["runner"] == "PortableRunner" and options(command)["model"] == tiny_run
+    from beam_pipelines import predict_sequences
+
+    direct = predict_sequences.run(str(fluo_dataset), str(tmp_path / "direct-predicted"),
+                                   predict_sequences.Settings(tiny_run, tta=False))
+    portable = json.loads((tmp_path / "predicted" / "predictions.json").read_text())
+    assert {k: portable[k] for k in ("sequences", "frames", "errors", "cells", "tracks")} == \
+        {k: direct[k] for k in ("sequences", "frames", "errors", "cells", "tracks")}
+    assert portable["frames"] == 8 and portable["cells"] > 0
+    for name in ("01", "02"):
+        for mask in sorted((tmp_path / "direct-predicted" / name / f"{name}_RES").glob("mask*.tif")):
+            assert (tmp_path / "predicted" / name / f"{name}_RES" / mask.name).read_bytes() == mask.read_bytes()

@@ -53,6 +53,19 @@ def test_foreground_patches_where_few_cells_touch_a_patch():
     assert plan.foreground_patches(crowded, 128)[0] == 0.0
 
 
+def test_weights_are_averaged_on_sparse_frames_only():
+    momentum, reason = plan.weight_averaging(plan.Fingerprint.of(SPARSE))
+    assert momentum == plan.WEIGHT_AVERAGING > 0 and "foreground 0.4% (under 1%)" in reason
+    assert plan.weight_averaging(plan.Fingerprint.of(DENSE))[0] == 0.0  # 14.1 %: off
+    at_bound = plan.Fingerprint.of({**SPARSE, "foreground_fraction": plan.SPARSE_FOREGROUND})
+    assert plan.weight_averaging(at_bound)[0] == 0.0
+    config = training.Config(records_dir="r", model_dir="m")
+    assert plan.make(config, SPARSE)[0].weight_averaging == plan.WEIGHT_AVERAGING
+    off = training.Config(records_dir="r", model_dir="m", weight_averaging=0.5)  # given: kept
+    assert plan.make(off, SPARSE)[0].weight_averaging == 0.5
+    assert plan.make(config, SPARSE, given={"weight_averaging"})[0].weight_averaging == 0.0
+
+
 def test_given_settings_override_the_plan_and_the_log_says_so(tmp_path):
     config = training.Config(records_dir="r", model_dir=str(tmp_path))
     planned, chosen = plan.make(config, SPARSE, given={"patch_size"})
@@ -67,9 +80,51 @@ def test_given_settings_override_the_plan_and_the_log_says_so(tmp_path):
     assert kept.class_weight_power == 0.2 and kept.network.patch_size == 128
     chosen.write(str(tmp_path))
     saved = plan.read(str(tmp_path))
-    assert saved["settings"]["patch_size"] == {"value": 256, "reason": chosen.settings[0].reason, "given": True,
-                                               "planned": 128}
+    reason = next(s.reason for s in chosen.settings if s.name == "patch_size")
+    assert saved["settings"]["patch_size"] == {"value": 256, "reason": reason, "given": True, "planned": 128}
+    assert saved["settings"]["input_scale"]["value"] == 1.0  # 18 px cells: as they are
     assert saved["settings"]["min_size"]["value"] == round(0.1 * plan.Fingerprint.of(SPARSE).cell_area)
+
+
+def _with_diameter(diameter: float) -> dict:
+    """SPARSE with 4 cells a frame of mean diameter `diameter` px."""
+    area = math.pi * (diameter / 2) ** 2
+    return {**SPARSE, "foreground_fraction": 4 * area / (512 * 512)}
+
+
+@pytest.mark.parametrize("diameter, expected", [
+    (26.0, 1.0),  # within 8-128 px: as it is
+    (8.0, 1.0),
+    (6.0, 1.333),  # 8 / 6, rounded
+    (5.0, 1.6),  # 8 / 5
+    (3.0, 2.0),  # 8 / 3, bounded to 2
+    (256.0, 0.5),  # 128 / 256
+])
+def test_frames_are_resampled_to_bring_cells_within_the_diameters(diameter, expected):
+    fingerprint = plan.Fingerprint.of(_with_diameter(diameter))
+    assert fingerprint.cell_diameter == pytest.approx(diameter)
+    scale, reason = plan.input_scale(fingerprint)
+    assert scale == pytest.approx(expected, abs=1e-3)
+    assert ("as they are" in reason) == (expected == 1.0)
+
+
+def test_the_plan_sizes_patches_and_minimum_size_at_the_input_scale(tmp_path):
+    small = _with_diameter(5.0)  # scale 1.6: 8 px cells at the input scale
+    config = training.Config(records_dir="r", model_dir=str(tmp_path))
+    planned, chosen = plan.make(config, small)
+    assert planned.input_scale == 1.6
+    assert chosen.value("min_size") == round(0.1 * math.pi * 4.0**2)  # a tenth of a disc 5 x 1.6 = 8 px across
+    # four cells in a 512 px frame: at scale 1.6, a 128 px patch covers 80 px of the frame
+    touching = 4 / 512**2 * (128 / 1.6 + 5.0) ** 2
+    assert f"{touching:.2f} cells touch" in next(s.reason for s in chosen.settings if s.name == "foreground_patches")
+    big = _with_diameter(100.0)  # in range: patches of 3 x 100 px, rounded up to 16
+    assert plan.make(config, big)[0].network.patch_size == 256
+    # a given scale replaces the planned one and the others follow it
+    given, chosen = plan.make(config, small, given={"input_scale"})
+    assert given.input_scale == 1.0 and "input_scale 1: given (planned 1.6)" in "\n".join(chosen.lines())
+    assert chosen.value("min_size") == round(0.1 * math.pi * 2.5**2)
+    with pytest.raises(ValueError, match="--input_scale must be in"):
+        training.Config(records_dir="r", model_dir="m", input_scale=0)
 
 
 def test_an_unreadable_plan_is_named(tmp_path):

@@ -51,18 +51,24 @@ def test_two_replicas_train_and_the_loss_falls(run):
 
 def test_the_best_checkpoint_segments_the_validation_frames_to_its_logged_seg(run, fluo_dataset, tmp_path):
     # val_seg, logged each epoch while two replicas trained, is what cellseg-predict gives with the best
-    # checkpoint, no test-time augmentation and the target's default thresholds, scored by cellseg-evaluate.
-    from cellseg import ctc, instances, predict, tiff
+    # checkpoint, no test-time augmentation and the best of the target's few epoch settings, scored by
+    # cellseg-evaluate.
+    from cellseg import ctc, instances, predict, targets, tiff
 
     cfg, result, _ = run
     epochs = run_folder.read_log(cfg.model_dir)
     assert all(0.0 <= row["val_seg"] <= 1.0 for row in epochs)
-    defaults = instances.Postprocess(target=cfg.target)
+    frames = [frame for frame in ctc.discover(str(fluo_dataset)).frames if frame.sequence == "02" and frame.truth()[0]]
+    references = [tiff.read(frame.truth()[0]) for frame in frames]
+    model = predict.load_model(cfg.model_dir)
+    outputs = [predict.segment(tiff.read(frame.image), model, predict.postprocess_settings(model))[0]
+               for frame in frames]
+    chosen, _ = instances.tune(outputs, references, cfg.target, grid=dict(targets.get(cfg.target).epoch_grid))
     predict.run_prediction(str(fluo_dataset / "02"), cfg.model_dir, str(tmp_path), tta=False, track=False,
-                           overrides={"mask_threshold": defaults.mask_threshold, "min_size": defaults.min_size,
-                                      "seed_threshold": defaults.seed_threshold})
-    pairs = [(tiff.read(frame.truth()[0]), tiff.read(tmp_path / "02_RES" / f"mask{frame.index:03d}.tif"))
-             for frame in ctc.discover(str(fluo_dataset)).frames if frame.sequence == "02"]
+                           overrides={"mask_threshold": chosen.mask_threshold, "min_size": chosen.min_size,
+                                      "seed_threshold": chosen.seed_threshold, "seed_peaks": chosen.seed_peaks})
+    pairs = [(reference, tiff.read(tmp_path / "02_RES" / f"mask{frame.index:03d}.tif"))
+             for frame, reference in zip(frames, references)]
     assert evaluate.score(pairs)["seg"] == pytest.approx(max(row["val_seg"] for row in epochs), abs=2e-3)
 
 
@@ -414,11 +420,12 @@ def sparse_records(tmp_path_factory):
 
 
 def test_sparse_training_learns_and_does_not_collapse_between_late_epochs(sparse_records, tmp_path):
-    # The planned defaults (class weights softened to at most 10, a third of the patches centred on cells) at a
-    # high learning rate. Balanced class weights (power 1, weights near 100 here) never got past a val Dice of
-    # 0.18 on this set in the same budget, swinging from epoch to epoch. With the planned defaults, swings of
-    # about 0.2 between late epochs still happen at this rate (in two of seven trainings; gradient clipping to
-    # norm 1 did not remove them); a collapse (0.8 to 0.1) does not.
+    # The planned defaults (class weights softened to at most 10, a third of the patches centred on cells, a
+    # moving average of the weights) at a high learning rate. Balanced class weights (power 1, weights near 100
+    # here) never got past a val Dice of 0.18 on this set in the same budget, swinging from epoch to epoch.
+    # Without the moving average, late val Dice still fell by 0.2 to 0.34 between epochs in three of seven
+    # trainings at this rate (this seed among them: 0.85 to 0.51; gradient clipping to norm 1 did not help);
+    # with it, by at most 0.015 in five.
     records = data.open_records(sparse_records)
     assert records.description["foreground_fraction"] < 0.01
     cfg = training.Config.from_flat(records_dir=sparse_records, model_dir=str(tmp_path / "run"), patch_size=128,
@@ -428,7 +435,8 @@ def test_sparse_training_learns_and_does_not_collapse_between_late_epochs(sparse
     training.train(cfg, log=lines.append)
     assert any("class_weight_power" in line and "softened" in line for line in lines), lines
     assert any("foreground_patches 0.333" in line for line in lines), lines
+    assert any("weight_averaging 0.95" in line and "foreground 0.7%" in line for line in lines), lines
     dice = [row["val_dice"] for row in run_folder.read_log(cfg.model_dir)]
     late = dice[len(dice) // 2:]
     assert min(late) > 0.45, dice  # it learnt the cells, and never lost them
-    assert all(before - after <= 0.3 for before, after in zip(late, late[1:])), dice
+    assert all(before - after <= 0.2 for before, after in zip(late, late[1:])), dice

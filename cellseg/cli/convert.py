@@ -14,7 +14,6 @@ staging). The job itself is `beam_pipelines/ctc_to_tfrecord.py`.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import shlex
 import sys
@@ -24,17 +23,10 @@ from absl import flags
 
 from cellseg.cli import quiet  # noqa: I001 (first: TensorFlow loads without its start-up lines)
 
-# Beam's import warns on the root logger that apitools is missing ("apitools not found, and bigquery client
-# libraries are not available"), which only BigQuery I/O needs: a handler that drops it is in place while
-# Beam loads, unless --verbose (it also keeps logging.warning from installing a stderr handler of its own).
-_BEAM_IMPORT_LINES = logging.NullHandler()
-if not quiet.VERBOSE:
-    logging.getLogger().addHandler(_BEAM_IMPORT_LINES)
-from beam_pipelines import ctc_to_tfrecord as convert  # noqa: E402
+with quiet.beam_import():
+    from beam_pipelines import ctc_to_tfrecord as convert
 from cellseg import ctc, preprocess, stacks  # noqa: E402
 from cellseg.cli import common  # noqa: E402
-
-logging.getLogger().removeHandler(_BEAM_IMPORT_LINES)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("input_dir", None, "CTC dataset folder(s), local or on any Beam filesystem; "

@@ -4,12 +4,22 @@
 
     cellseg-predict --model=runs/gowt1 --input=movie.ome.tif --output_dir=out   # a (T, Y, X) stack
 
+    cellseg-predict --model=gs://b/runs/gowt1 --input=gs://b/plates --output_dir=gs://b/results \
+        --runner=DataflowRunner --project=P --region=R ...                    # many sequences on Beam
+
 Writes CTC results (`NN_RES/maskTTT.tif`, `<stem>_RES/maskTTT.tif` for a stack,
 `labels/<frame>.tif` for other TIFFs), `cells.csv` and, with --overlays,
 `overlays/<frame>.png`. Sequences (folders and stacks) are tracked. The result
 appears only once complete: a rerun into the same --output_dir replaces the
 earlier one (its NN_RES/ or labels/, cells.csv, tracks.csv, overlays/) at the
 end, and an interrupted or failed run leaves it as it was.
+
+With --runner, the Beam job `beam_pipelines/predict_sequences.py` segments and
+tracks every sequence under --input on that runner (DirectRunner on this
+machine's cores, or Dataflow, Flink, Spark, any portable job server): each
+sequence's results go to <output_dir>/<sequence>/ as above, unreadable frames to
+<output_dir>/errors-*.jsonl, the counts to <output_dir>/predictions.json. Every
+argument that is not a cellseg-predict flag goes to Beam.
 """
 
 from __future__ import annotations
@@ -18,7 +28,9 @@ import sys
 
 from absl import flags
 
-from cellseg.cli import quiet  # noqa: F401, I001 (first: TensorFlow loads without its start-up lines)
+from cellseg.cli import quiet  # noqa: I001 (first: TensorFlow loads without its start-up lines)
+with quiet.beam_import():
+    from beam_pipelines import ctc_to_tfrecord, predict_sequences
 from cellseg import instances, predict, tiling
 from cellseg.cli import common
 from cellseg.progress import Progress
@@ -51,10 +63,16 @@ flags.DEFINE_bool("track", True, "Track the cells of a CTC sequence folder or a 
                   "tracks.csv (--notrack: frames alone).")
 _PIXEL_SIZE, _FRAME_INTERVAL = common.define_units(__name__)
 flags.DEFINE_bool("overlays", False, "Write overlays/<frame>.png with cell contours over each frame.")
+flags.DEFINE_string("runner", None, "Run as a Beam job on this runner (DirectRunner, DataflowRunner, FlinkRunner, "
+                    "SparkRunner, PortableRunner): every sequence under --input (a CTC dataset root, a glob of "
+                    "sequence folders, stacks; local, gs:// or s3://) into --output_dir/<sequence>/. Other "
+                    "arguments go to Beam.")
 flags.mark_flags_as_required(["model", "input", "output_dir"])
 
 
 def main(argv):
+    if FLAGS.runner:
+        return on_beam(argv[1:])
     common.start(argv)
     overrides = {"mask_threshold": FLAGS.mask_threshold, "seed_threshold": FLAGS.seed_threshold,
                  "seed_peaks": FLAGS.seed_peaks, "min_size": FLAGS.min_size}
@@ -82,8 +100,42 @@ def main(argv):
         common.fail("cellseg-predict", f"{len(result['failed'])} frame(s) failed; the others were written")
 
 
+def on_beam(beam_args: list[str]) -> None:
+    common.start([""])
+    unknown = ctc_to_tfrecord.unknown_beam_args(beam_args)
+    if unknown:
+        common.fail("cellseg-predict", f"unknown flag(s) {' '.join(unknown)} (neither a cellseg-predict nor a Beam "
+                    "option)")
+    if FLAGS.tile_size or FLAGS.overlap >= 0:
+        common.fail("cellseg-predict", "--tile_size and --overlap are for one process; with --runner each frame's "
+                    "tiles are chosen by its size")
+    overrides = {"mask_threshold": FLAGS.mask_threshold, "seed_threshold": FLAGS.seed_threshold,
+                 "seed_peaks": FLAGS.seed_peaks, "min_size": FLAGS.min_size}
+    settings = predict_sequences.Settings(
+        FLAGS.model, FLAGS.tta, FLAGS.track, FLAGS.overlays,
+        tuple((name, value) for name, value in overrides.items() if value is not None),
+        _PIXEL_SIZE.value, _FRAME_INTERVAL.value, FLAGS.max_tile_pixels)
+    try:
+        summary = predict_sequences.run(FLAGS.input, FLAGS.output_dir, settings,
+                                        [f"--runner={FLAGS.runner}", *beam_args])
+    except ValueError as error:
+        common.fail("cellseg-predict", error)
+    print(predict_sequences.format_summary(summary, FLAGS.output_dir))
+    if summary["errors"]:
+        common.fail("cellseg-predict", f"{summary['errors']} frame(s) failed, reasons in "
+                    f"{FLAGS.output_dir}/errors-*.jsonl; the others were written")
+
+
 def run():
-    common.run(main, __name__)
+    # Beam's options pass through: parsed here only when --runner is given (main refuses them otherwise).
+    common.run(main, __name__, flags_parser=lambda argv: _parse(argv))
+
+
+def _parse(argv: list[str]) -> list[str]:
+    rest = flags.FLAGS(argv, known_only=True)
+    if not flags.FLAGS.runner and len(rest) > 1:
+        flags.FLAGS(argv)  # absl's own error for an unknown flag, as without Beam
+    return rest
 
 
 if __name__ == "__main__":

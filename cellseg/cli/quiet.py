@@ -16,6 +16,7 @@ choose its devices after importing this module (`first_half_cast` comes after).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 
@@ -57,3 +58,18 @@ with muted():
     import tensorflow as tf
 
     tf.config.list_physical_devices("GPU")  # the device probe prints the cuInit failure; it starts no runtime
+
+
+@contextlib.contextmanager
+def beam_import():
+    """Around the import of Beam: its import warns on the root logger that apitools is missing ("apitools not
+    found, and bigquery client libraries are not available"), which only BigQuery I/O needs. A handler that
+    drops it is in place meanwhile, unless --verbose (it also keeps logging.warning from installing a stderr
+    handler of its own)."""
+    handler = logging.NullHandler()
+    if not VERBOSE:
+        logging.getLogger().addHandler(handler)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeHandler(handler)

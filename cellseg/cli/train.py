@@ -40,6 +40,12 @@ HELP = {
     "foreground_patches": ("Share of training patches centred on a random cell pixel (the others at random "
                            "places). Planned unless given: 1/3 where fewer than two cells touch a random patch "
                            "on average, else 0.", {"lower_bound": 0, "upper_bound": 1}),
+    "input_scale": ("Frames resampled by this factor before the network, in training and prediction. Planned "
+                    "unless given: 1 where the mean cell is 8-128 px across, else the factor that brings it to "
+                    "the nearer bound (0.25 to 2).", {"lower_bound": 0, "upper_bound": 4}),
+    "weight_averaging": ("Momentum of a moving average of the weights (Polyak averaging) that validation, the "
+                         "checkpoints and the final model use; 0: off. Planned unless given: 0.95 where the "
+                         "foreground is under 1 % of the pixels (sparse frames), else 0.", {"lower_bound": 0, "upper_bound": 0.999}),
     "clip_norm": ("Gradients scaled down to this global norm when larger (0: no clipping).", {"lower_bound": 0}),
     "class_weight_power": ("Class weights: fraction ** -power, mean 1 over the pixels; 1 balances the classes "
                            "fully, 0 weighs them alike. Planned unless given: 0.5, lowered until no class weighs "
