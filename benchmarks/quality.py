@@ -1,7 +1,7 @@
 """Segmentation quality: cellseg's default against a plain U-Net recipe and Otsu, on synthetic and real data.
 
     make quality                                   # or: .venv/bin/python benchmarks/quality.py
-    make quality QUALITY_FLAGS=--quick             # one seed, the short budget (about 15 min on 2 cores)
+    make quality QUALITY_FLAGS=--quick             # one seed, short budget, the default only (about 25 min on 2 cores)
     .venv/bin/python benchmarks/quality.py --budgets=short --datasets=cho --seeds=0,1,2
 
 For each dataset, the models train on sequence 01 (with a validation split
@@ -19,7 +19,9 @@ drawn from it) and are scored on sequence 02, which no training or tuning saw:
 The two fetched datasets are built into `data/real/` when missing (`fetch.py` downloads their
 source archives once). Every U-Net method trains once per seed (`--seeds`, 0 and 1 by default);
 the table gives each method's mean SEG over the seeds and its spread (lowest to highest), and
-the per-seed rows go to the JSON results. `--quick` is one seed at the short budget.
+the per-seed rows go to the JSON results. `--quick` trains the cellseg default only (and a
+`variant` when given), one seed at the short budget: about 25 minutes for the five datasets on
+2 cores (their training times in the table, and scoring); `--datasets` narrows it.
 `--variant_flags` trains a third method, `variant`, with the cellseg default's flags plus
 these, to measure a change before it becomes a default.
 
@@ -226,10 +228,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated: " + ", ".join(DATASETS))
     parser.add_argument("--budgets", default=",".join(BUDGETS), help="comma-separated: " + ", ".join(BUDGETS))
-    parser.add_argument("--methods", default="plain recipe,cellseg default", help="comma-separated U-Net methods "
-                        "(plain recipe, cellseg default, variant)")
+    parser.add_argument("--methods", default="", help="comma-separated U-Net methods (plain recipe, cellseg "
+                        "default, variant); default: the first two, the default only with --quick")
     parser.add_argument("--seeds", default="0,1", help="comma-separated training seeds")
-    parser.add_argument("--quick", action="store_true", help="one seed (the first of --seeds), the short budget")
+    parser.add_argument("--quick", action="store_true", help="one seed (the first of --seeds), the short budget, the "
+                        "cellseg default only")
     parser.add_argument("--variant_flags", default="", help="cellseg-train flags of the `variant` method, added to "
                         "the default's (one string, quoted as in a shell)")
     parser.add_argument("--output", default="", help="results file name (default: quality-<machine>)")
@@ -243,7 +246,7 @@ def main():
     seeds = [int(seed) for seed in args.seeds.split(",")]
     if args.quick:
         budgets, seeds = ["short"], seeds[:1]
-    methods = args.methods.split(",")
+    methods = (args.methods or ("cellseg default" if args.quick else "plain recipe,cellseg default")).split(",")
     if args.variant_flags and "variant" not in methods:
         methods.append("variant")
     unknown = [n for n in names if n not in DATASETS] + [b for b in budgets if b not in BUDGETS]
