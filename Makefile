@@ -31,8 +31,12 @@ $(INSTALLED): $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bioimageio]'
 	touch $@
 
+# Two pytest workers (pytest-xdist): most tests wait on a command's start-up or on one core, so two cut the
+# wall time by a third on CI's two cores; more would only contend for them.
+TEST_WORKERS ?= 2
+
 test: $(INSTALLED)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 demo: $(INSTALLED)
 	$(BIN)/cellseg-synth --kind=$(DEMO_KIND) --output_dir=$(DEMO_DATA) \

@@ -267,7 +267,8 @@ def main():
             f"{platform.processor() or platform.machine()} ({machine}), {os.cpu_count()} cores, no GPU, "
             f"{time.strftime('%Y-%m-%d')}; seeds {', '.join(map(str, seeds))}; budgets: "
             + "; ".join(f"{b} = {BUDGETS[b][0]} epochs of {BUDGETS[b][1]} steps" for b in budgets)
-            + f", batch 8, patch 128 (the plain recipe; cellseg's default plans its own), learning rate 1e-3."
+            + ", batch 8, patch 128 for every method (cellseg's plan derives its other settings for that patch), "
+            "learning rate 1e-3."
             + (f" Variant: the default with `{args.variant_flags}`." if variant else "")
             + f" Wall time {minutes:.0f} min"
             + (" (models of an earlier run, post-processing tuned and scored again)" if args.reuse else "")

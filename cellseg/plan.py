@@ -18,8 +18,12 @@ derives from them what a fixed default would get wrong on some kind of cells:
   from epoch to epoch, so the power is lowered until no class weighs more
   than `MAX_CLASS_WEIGHT`;
 - `foreground_patches`: where fewer than two cells touch a random patch on
-  average, a third of the patches are centred on a cell (as nnU-Net
-  oversamples foreground), else none;
+  average and cells cover under FEW_PIXELS of the frame, a third of the
+  patches are centred on a cell (as nnU-Net oversamples foreground), else
+  none. Where cells are few but large (real CHO nuclei: 1.5 a patch, 13.6 % of
+  the pixels), centred patches showed the network too little background and
+  it painted false cells: SEG 0.874 against 0.902 without them over three
+  seeds (docs/QUALITY.md);
 - `weight_averaging`: on sparse frames (foreground under SPARSE_FOREGROUND),
   validation and checkpoints use a moving average of the weights (momentum
   WEIGHT_AVERAGING): on sparse synthetic phase contrast at learning rate 1e-3,
@@ -48,6 +52,7 @@ PATCH_DIAMETERS = 3.0  # cell diameters across a training patch
 MAX_CLASS_WEIGHT = 10.0
 FOREGROUND_SHARE = 1 / 3
 EMPTY_BELOW = 2.0  # cells touching a random patch, on average
+FEW_PIXELS = 0.05  # foreground fraction under which cells are rare in the pixels too
 MIN_SIZE_OF_CELL = 0.1  # of the mean cell area
 # Cell diameters (px) the network sees as they are. Below, interior and boundary classes barely differ;
 # above, a cell outgrows the receptive field of a depth-4 U-Net (`model.receptive_radius`: 137 px). Cells of
@@ -147,15 +152,18 @@ def class_weight_power(description: dict, target: str) -> tuple[float, str]:
 
 def foreground_patches(fingerprint: Fingerprint, side: int, scale: float = 1.0) -> tuple[float, str]:
     """A third of the patches centred on a cell where fewer than EMPTY_BELOW cells touch a random patch on
-    average (a fifth of random patches or more then hold no cell, more where cells gather in colonies).
-    `side` is in the pixels of frames at `scale`."""
-    area = fingerprint.cell_area
-    touching = fingerprint.foreground_fraction / area * (side / scale + fingerprint.cell_diameter) ** 2 if area \
-        else 0.0
-    if touching < EMPTY_BELOW:
-        return round(FOREGROUND_SHARE, 3), (f"{touching:.2f} cells touch a random {side} px patch on average (under "
-                                            f"{EMPTY_BELOW:g}): a third are centred on a cell")
-    return 0.0, f"{touching:.1f} cells touch a random {side} px patch on average"
+    average (a fifth of random patches or more then hold no cell, more where cells gather in colonies) and
+    cells cover under FEW_PIXELS of the frames. `side` is in the pixels of frames at `scale`."""
+    area, fraction = fingerprint.cell_area, fingerprint.foreground_fraction
+    touching = fraction / area * (side / scale + fingerprint.cell_diameter) ** 2 if area else 0.0
+    if touching >= EMPTY_BELOW:
+        return 0.0, f"{touching:.1f} cells touch a random {side} px patch on average"
+    few = f"{touching:.2f} cells touch a random {side} px patch on average (under {EMPTY_BELOW:g})"
+    if fraction >= FEW_PIXELS:
+        return 0.0, (f"{few}, but cells cover {fraction:.1%} of the pixels (at least {FEW_PIXELS:.0%}): patches at "
+                     "random places, which show the background as it is")
+    return round(FOREGROUND_SHARE, 3), (f"{few} and cover {fraction:.1%} of the pixels (under {FEW_PIXELS:.0%}): a "
+                                        "third are centred on a cell")
 
 
 def weight_averaging(fingerprint: Fingerprint) -> tuple[float, str]:

@@ -51,6 +51,14 @@ def test_foreground_patches_where_few_cells_touch_a_patch():
     assert touching < 2 and share == pytest.approx(1 / 3, abs=1e-3) and f"{touching:.2f}" in reason
     crowded = plan.Fingerprint.of({**DENSE, "cells_per_frame": 200.0, "foreground_fraction": 0.5})
     assert plan.foreground_patches(crowded, 128)[0] == 0.0
+    # few cells a patch, but large ones covering 10 % of the pixels (like the CHO nuclei): random patches
+    large = plan.Fingerprint.of({**SPARSE, "cells_per_frame": 2.0, "foreground_fraction": 0.1})
+    touching = 0.1 / large.cell_area * (128 + large.cell_diameter) ** 2
+    share, reason = plan.foreground_patches(large, 128)
+    assert touching < 2 and share == 0.0 and "cover 10.0% of the pixels (at least 5%)" in reason
+    # the same fraction just under the bound: centred again
+    assert plan.foreground_patches(plan.Fingerprint.of({**SPARSE, "cells_per_frame": 1.0,
+                                                        "foreground_fraction": 0.049}), 128)[0] > 0
 
 
 def test_weights_are_averaged_on_sparse_frames_only():

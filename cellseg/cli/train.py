@@ -39,7 +39,7 @@ HELP = {
     "learning_rate": ("Adam learning rate.", {"lower_bound": 0}),
     "foreground_patches": ("Share of training patches centred on a random cell pixel (the others at random "
                            "places). Planned unless given: 1/3 where fewer than two cells touch a random patch "
-                           "on average, else 0.", {"lower_bound": 0, "upper_bound": 1}),
+                           "on average and cells cover under 5% of the pixels, else 0.", {"lower_bound": 0, "upper_bound": 1}),
     "input_scale": ("Frames resampled by this factor before the network, in training and prediction. Planned "
                     "unless given: 1 where the mean cell is 8-128 px across, else the factor that brings it to "
                     "the nearer bound (0.25 to 2).", {"lower_bound": 0, "upper_bound": 4}),
