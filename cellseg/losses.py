@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from cellseg import target_ops, targets
 
@@ -58,13 +58,13 @@ def weighted_mean(values, weights):
     Every real pixel weighs more than 0, so this is the mean over the batch's
     pixels; padding (weight 0) neither adds nor counts.
     """
-    counted = tf.reduce_sum(tf.cast(weights > 0, tf.float32))
-    return tf.math.divide_no_nan(tf.reduce_sum(weights * values), counted)
+    counted = ops.sum(ops.cast(weights > 0, "float32"))
+    return ops.divide_no_nan(ops.sum(weights * values), counted)
 
 
 def weighted_bce(mask, logits, weights):
     """Mean over pixels of weight x binary cross-entropy (from logits); padding (weight 0) skipped."""
-    return weighted_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=mask, logits=logits), weights)
+    return weighted_mean(ops.binary_crossentropy(mask, logits, from_logits=True), weights)
 
 
 def tversky(mask, probabilities, alpha: float = Config.tversky_alpha, beta: float = Config.tversky_beta,
@@ -75,9 +75,9 @@ def tversky(mask, probabilities, alpha: float = Config.tversky_alpha, beta: floa
     """
     if counted is not None:
         mask, probabilities = mask * counted, probabilities * counted
-    true_positive = tf.reduce_sum(mask * probabilities)
-    false_positive = tf.reduce_sum((1.0 - mask) * probabilities)
-    false_negative = tf.reduce_sum(mask * (1.0 - probabilities))
+    true_positive = ops.sum(mask * probabilities)
+    false_positive = ops.sum((1.0 - mask) * probabilities)
+    false_negative = ops.sum(mask * (1.0 - probabilities))
     index = (true_positive + smooth) / (true_positive + alpha * false_positive + beta * false_negative + smooth)
     return 1.0 - index
 
@@ -100,33 +100,33 @@ class SegmentationLoss(keras.losses.Loss):
         self.target = targets.check(target)
 
     def call(self, y_true, y_pred):
-        y_true = tf.cast(y_true, tf.float32)
-        logits = tf.cast(y_pred, tf.float32)
+        y_true = ops.cast(y_true, "float32")
+        logits = ops.cast(y_pred, "float32")
         mask, weights = y_true[..., 0:1], y_true[..., 1:2]
         if targets.get(self.target).activation == "linear":  # the distance maps: a regression
-            squared = tf.reduce_sum(tf.square(logits - y_true[..., 2:4]), axis=-1, keepdims=True)
+            squared = ops.sum(ops.square(logits - y_true[..., 2:4]), axis=-1, keepdims=True)
             loss = weighted_mean(squared, weights)
         else:
             loss = self._classification(y_true, logits, mask, weights)
         # One value per sample, not a scalar: Keras divides a reduced loss by the
         # replica count under tf.distribute, but passes a scalar through unscaled,
         # which would multiply the gradient by the number of replicas.
-        return tf.fill(tf.shape(logits)[:1], loss)
+        return ops.broadcast_to(loss, ops.shape(logits)[:1])
 
     def _classification(self, y_true, logits, mask, weights):
         if targets.get(self.target).activation == "softmax":  # background / interior / boundary
-            ids = tf.cast(y_true[..., 2], tf.int32)
+            ids = ops.cast(y_true[..., 2], "int32")
             cross_entropy = weighted_mean(
-                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=ids, logits=logits), weights[..., 0])
-            softmax = tf.nn.softmax(logits, axis=-1)
-            interior = tf.cast(ids == targets.INTERIOR, tf.float32)[..., None]
+                ops.sparse_categorical_crossentropy(ids, logits, from_logits=True), weights[..., 0])
+            softmax = ops.softmax(logits, axis=-1)
+            interior = ops.cast(ids == targets.INTERIOR, "float32")[..., None]
             # Overlap terms on the interior (its parts seed the cells) and on the whole cell.
             pairs = [(interior, softmax[..., targets.INTERIOR:targets.INTERIOR + 1]),
                      (mask, 1.0 - softmax[..., targets.BACKGROUND:targets.BACKGROUND + 1])]
         else:
             cross_entropy = weighted_bce(mask, logits, weights)
-            pairs = [(mask, tf.sigmoid(logits))]
-        loss = tf.constant(0.0)
+            pairs = [(mask, ops.sigmoid(logits))]
+        loss = 0.0
         if self.kind in ("bce_tversky", "bce"):
             loss += self.bce_weight * cross_entropy
         alpha, beta = (0.5, 0.5) if self.kind == "dice" else (self.alpha, self.beta)

@@ -13,7 +13,7 @@ earlier work; on frames that are 7 % cells it says 93 % for a blank prediction.
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from cellseg import scores, target_ops, targets
 
@@ -35,23 +35,25 @@ class PixelMetric(keras.metrics.Metric):
         self.counts = self.add_variable(shape=(4,), initializer="zeros", name="counts")  # tp, fp, fn, tn
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        y_true = tf.cast(y_true, tf.float32)
+        y_true = ops.cast(y_true, "float32")
         truth = y_true[..., 0:1] > 0.5
         predicted = target_ops.cell_score(self.target, target_ops.activate(self.target, y_pred)) > self.threshold
         counted = target_ops.counted(y_true)  # padding tiles count nowhere
-        count = lambda a, b: tf.reduce_sum(tf.cast(tf.logical_and(a, b), tf.float32) * counted)  # noqa: E731
-        self.counts.assign_add(tf.stack([
+        count = lambda a, b: ops.sum(ops.cast(ops.logical_and(a, b), "float32") * counted)  # noqa: E731
+        background, unpredicted = ops.logical_not(truth), ops.logical_not(predicted)
+        self.counts.assign_add(ops.stack([
             count(truth, predicted),
-            count(~truth, predicted),
-            count(truth, ~predicted),
-            count(~truth, ~predicted),
+            count(background, predicted),
+            count(truth, unpredicted),
+            count(background, unpredicted),
         ]))
 
     def result(self):
-        return tf.math.divide_no_nan(*scores.PIXEL_RATIOS[self.kind](*tf.unstack(self.counts)))
+        counts = ops.unstack(ops.convert_to_tensor(self.counts))  # a variable is no array to JAX's ops
+        return ops.divide_no_nan(*scores.PIXEL_RATIOS[self.kind](*counts))
 
     def reset_state(self):
-        self.counts.assign(tf.zeros(4))
+        self.counts.assign(ops.zeros(4))
 
     def get_config(self):
         return {**super().get_config(), "kind": self.kind, "threshold": self.threshold, "target": self.target}

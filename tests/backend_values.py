@@ -1,0 +1,57 @@
+"""The on-device target, loss and metric values of fixed inputs, on whichever Keras backend is active.
+
+tests/test_backends.py computes them in its own process (TensorFlow) and runs
+this file as a script under `KERAS_BACKEND=jax`: `python backend_values.py
+INPUTS.npz OUTPUTS.npz`. It imports nothing that needs TensorFlow.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+
+def inputs(seed: int = 0) -> dict[str, np.ndarray]:
+    """Labels with touching cells and a padding tile, border maps, distance maps and logits for each target."""
+    rng = np.random.default_rng(seed)
+    labels = np.zeros((3, 24, 24, 1), np.int32)
+    labels[0, 3:11, 4:12] = 1
+    labels[0, 11:19, 4:12] = 2  # touches cell 1
+    labels[0, 2:6, 18:23] = 3
+    labels[1, 0:9, 0:9] = 4  # cut by the frame's edge
+    labels[1, 14:22, 10:20] = 5
+    labels[2] = -1  # a padding tile (`data.PADDING_LABEL`)
+    maps = rng.random((3, 24, 24, 3)).astype(np.float32)
+    return {"labels": labels, "maps": maps,
+            **{f"logits_{channels}": rng.normal(0, 2, (3, 24, 24, channels)).astype(np.float32)
+               for channels in (1, 2, 3)}}
+
+
+def values(given: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every value the training step computes from `given` (`inputs`), as numpy, keyed by what it is."""
+    from keras import ops
+
+    from cellseg import losses, metrics, target_ops, targets
+
+    out = {"classes": target_ops.classes(given["labels"]),
+           "boundaries": target_ops.inner_boundaries(given["labels"])}
+    for target in targets.TABLE:
+        logits = given[f"logits_{target.channels}"]
+        weights = (0.9, 4.0, 12.0) if len(target.class_names) > 2 else (0.9, 4.0)
+        y_true = target_ops.pack(target.name, given["labels"], given["maps"], weights)
+        out[f"pack_{target.name}"] = y_true
+        out[f"activate_{target.name}"] = target_ops.activate(target.name, logits)
+        for kind in losses.KINDS:
+            loss = losses.SegmentationLoss(kind, alpha=0.3, beta=0.7, target=target.name)
+            out[f"loss_{target.name}_{kind}"] = loss.call(y_true, logits)
+        for kind in metrics.KINDS:
+            metric = metrics.PixelMetric(kind, target=target.name)
+            metric.update_state(y_true, logits)
+            metric.update_state(y_true[:1], logits[:1])  # accumulated over two batches
+            out[f"metric_{target.name}_{kind}"] = metric.result()
+    return {key: np.asarray(ops.convert_to_numpy(value)) for key, value in out.items()}
+
+
+if __name__ == "__main__":
+    np.savez(sys.argv[2], **values(dict(np.load(sys.argv[1]))))

@@ -1,0 +1,57 @@
+"""The on-device targets, losses and metrics give the same values on Keras' JAX backend as on TensorFlow."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import backend_values
+
+from cellseg import targets
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.fixture(scope="module")
+def on_both(tmp_path_factory):
+    """(values on TensorFlow, in this process; values on JAX, in a process of its own)."""
+    folder = tmp_path_factory.mktemp("backends")
+    given = backend_values.inputs()
+    np.savez(folder / "inputs.npz", **given)
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    script = (f"import sys, runpy; sys.argv = ['backend_values.py', {str(folder / 'inputs.npz')!r}, "
+              f"{str(folder / 'jax.npz')!r}]; runpy.run_path({os.path.join(HERE, 'backend_values.py')!r}, "
+              "run_name='__main__'); import keras; assert keras.backend.backend() == 'jax'; "
+              "print('tensorflow' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=HERE)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return backend_values.values(given), dict(np.load(folder / "jax.npz")), done.stdout.strip()
+
+
+def test_jax_runs_them_without_importing_tensorflow(on_both):
+    assert on_both[2] == "False"
+
+
+def test_targets_are_identical(on_both):
+    on_tf, on_jax = on_both[:2]
+    for name in ["classes", "boundaries", *(f"pack_{t.name}" for t in targets.TABLE)]:
+        assert on_tf[name].dtype == on_jax[name].dtype, name
+        np.testing.assert_array_equal(on_tf[name], on_jax[name], err_msg=name)
+    # and they are what they should be: the padding tile weighs nothing, the frame-cut cell has no edge boundary
+    packed = on_tf["pack_three_class"]
+    assert (packed[2, ..., 1] == 0).all() and (packed[:2, ..., 1] > 0).all()
+    assert on_tf["classes"][1, 0, 4, 0] == targets.INTERIOR and on_tf["classes"][1, 8, 4, 0] == targets.BOUNDARY
+
+
+def test_losses_and_metrics_agree(on_both):
+    on_tf, on_jax = on_both[:2]
+    compared = [name for name in on_tf if name.startswith(("loss_", "metric_", "activate_"))]
+    assert len(compared) == len(targets.TABLE) * (1 + 4 + 5)
+    for name in compared:
+        assert np.isfinite(on_tf[name]).all(), name
+        np.testing.assert_allclose(on_jax[name], on_tf[name], rtol=2e-5, atol=1e-6, err_msg=name)
+    # one value per sample, the same for each (the loss is the batch's)
+    loss = on_tf["loss_three_class_bce_tversky"]
+    assert loss.shape == (3,) and len(set(loss.tolist())) == 1
