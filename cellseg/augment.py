@@ -1,8 +1,10 @@
-"""On-device augmentation in TensorFlow ops: one sampling grid per sample, applied to all.
+"""On-device augmentation in `keras.ops`: one sampling grid per sample, applied to all.
 
 Called once per batch inside the training step, on the replica's device, with a
 stateless seed (so a step is reproducible and replicas differ). Every op is
-jit-compilable. Each sample gets one grid composed of
+jit-compilable, on TensorFlow (the default backend) and on JAX; the random draws
+and the batched gather are each backend's own (`cellseg.backends`). Each sample
+gets one grid composed of
 
 - a symmetry of the square (the 8 flips and quarter turns, the dihedral group),
 - an elastic deformation as in the U-Net paper: random displacements on a coarse
@@ -22,7 +24,9 @@ import dataclasses
 import math
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
+
+from cellseg import backends
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,11 +58,10 @@ class Config:
 NONE = Config(symmetries=False, elastic_sigma=0.0, rotation=0.0, scale=0.0, gamma=0.0, contrast=0.0, brightness=0.0,
               noise=0.0)
 
-# One sub-seed per random draw (from one stateless_split), so that switching a
-# part on or off does not change what the others draw. (stateless_fold_in would
+# One sub-seed per random draw (from one split), so that switching a part on or
+# off does not change what the others draw. (TensorFlow's stateless_fold_in would
 # do as well, but XLA on the CPU compiles the draws it seeds about 4 times slower.)
 _SYMMETRY, _ELASTIC, _ROTATION, _SCALE, _GAMMA, _CONTRAST, _BRIGHTNESS, _NOISE = range(8)
-_ALG = "philox"  # the same numbers on every device
 
 
 def augment(image, labels, weights, seed, config: Config = Config()):
@@ -79,7 +82,7 @@ def augment(image, labels, weights, seed, config: Config = Config()):
 
 def split_seed(seed):
     """Eight independent stateless seeds [8, 2] from one seed [2]."""
-    return tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=8)
+    return backends.current().split_seed(seed, 8)
 
 
 def sampling_grid(seeds, batch: int, height: int, width: int, config: Config):
@@ -87,10 +90,11 @@ def sampling_grid(seeds, batch: int, height: int, width: int, config: Config):
 
     `seeds` comes from `split_seed`.
     """
+    room = backends.current()
     symmetry = None
     if config.symmetries:
         count = 8 if height == width else 4  # quarter turns need a square
-        symmetry = tf.random.stateless_uniform([batch], seeds[_SYMMETRY], 0, count, dtype=tf.int32, alg=_ALG)
+        symmetry = room.uniform([batch], seeds[_SYMMETRY], 0, count, "int32")
     displacement = None
     if config.elastic_sigma > 0:
         displacement = elastic_displacements(seeds[_ELASTIC], batch, height, width,
@@ -98,9 +102,9 @@ def sampling_grid(seeds, batch: int, height: int, width: int, config: Config):
     angle = scale = None
     if config.rotation > 0:
         limit = math.radians(config.rotation)
-        angle = tf.random.stateless_uniform([batch], seeds[_ROTATION], -limit, limit, alg=_ALG)
+        angle = room.uniform([batch], seeds[_ROTATION], -limit, limit)
     if config.scale > 0:
-        scale = tf.random.stateless_uniform([batch], seeds[_SCALE], 1 - config.scale, 1 + config.scale, alg=_ALG)
+        scale = room.uniform([batch], seeds[_SCALE], 1 - config.scale, 1 + config.scale)
     if symmetry is None and displacement is None and angle is None and scale is None:
         return None, None
     return compose_grid(batch, height, width, symmetry, displacement, angle, scale)
@@ -115,22 +119,22 @@ def compose_grid(batch, height, width, symmetry=None, displacement=None, angle=N
     flips and quarter turns land exactly on pixel centres.
     """
     cy, cx = (height - 1) / 2.0, (width - 1) / 2.0
-    ys, xs = tf.meshgrid(tf.range(height, dtype=tf.float32), tf.range(width, dtype=tf.float32), indexing="ij")
-    u = tf.broadcast_to(ys - cy, [batch, height, width])
-    v = tf.broadcast_to(xs - cx, [batch, height, width])
+    ys, xs = ops.meshgrid(ops.arange(height, dtype="float32"), ops.arange(width, dtype="float32"), indexing="ij")
+    u = ops.broadcast_to(ys - cy, [batch, height, width])
+    v = ops.broadcast_to(xs - cx, [batch, height, width])
     if displacement is not None:
         u, v = u + displacement[..., 0], v + displacement[..., 1]
     if angle is not None or scale is not None:
-        angle = tf.zeros([batch]) if angle is None else angle
-        zoom = tf.ones([batch]) if scale is None else scale
-        cos, sin = _per_sample(tf.cos(angle) / zoom), _per_sample(tf.sin(angle) / zoom)
+        angle = ops.zeros([batch]) if angle is None else angle
+        zoom = ops.ones([batch]) if scale is None else scale
+        cos, sin = _per_sample(ops.cos(angle) / zoom), _per_sample(ops.sin(angle) / zoom)
         u, v = cos * u - sin * v, sin * u + cos * v
     if symmetry is not None:
-        flip_rows = _per_sample(tf.bitwise.bitwise_and(symmetry, 1) > 0)
-        flip_cols = _per_sample(tf.bitwise.bitwise_and(symmetry, 2) > 0)
-        transpose = _per_sample(tf.bitwise.bitwise_and(symmetry, 4) > 0)
-        u, v = tf.where(transpose, v, u), tf.where(transpose, u, v)
-        u, v = tf.where(flip_rows, -u, u), tf.where(flip_cols, -v, v)
+        flip_rows = _per_sample(ops.bitwise_and(symmetry, 1) > 0)
+        flip_cols = _per_sample(ops.bitwise_and(symmetry, 2) > 0)
+        transpose = _per_sample(ops.bitwise_and(symmetry, 4) > 0)
+        u, v = ops.where(transpose, v, u), ops.where(transpose, u, v)
+        u, v = ops.where(flip_rows, -u, u), ops.where(flip_cols, -v, v)
     return u + cy, v + cx
 
 
@@ -141,10 +145,10 @@ def elastic_displacements(seed, batch: int, height: int, width: int, sigma: floa
     the patch corner to corner are interpolated to every pixel with a
     Catmull-Rom spline, which passes through the drawn values.
     """
-    coarse = sigma * tf.random.stateless_normal([batch, points, points, 2], seed, alg=_ALG)
-    along_rows = tf.constant(_catmull_rom_matrix(height, points))  # [H, points]
-    along_cols = tf.constant(_catmull_rom_matrix(width, points))  # [W, points]
-    return tf.einsum("hp,bpqc,wq->bhwc", along_rows, coarse, along_cols)
+    coarse = sigma * backends.current().normal([batch, points, points, 2], seed)
+    along_rows = ops.convert_to_tensor(_catmull_rom_matrix(height, points))  # [H, points]
+    along_cols = ops.convert_to_tensor(_catmull_rom_matrix(width, points))  # [W, points]
+    return ops.einsum("hp,bpqc,wq->bhwc", along_rows, coarse, along_cols)
 
 
 def _catmull_rom_matrix(size: int, points: int) -> np.ndarray:
@@ -188,50 +192,52 @@ class _Sampler:
 
     def __init__(self, rows, cols, height: int, width: int):
         rows, cols = _reflect(rows, height), _reflect(cols, width)
-        top, left = tf.floor(rows), tf.floor(cols)
+        top, left = ops.floor(rows), ops.floor(cols)
         self.dy, self.dx = (rows - top)[..., None], (cols - left)[..., None]
-        top, left = tf.cast(top, tf.int32), tf.cast(left, tf.int32)
-        bottom, right = tf.minimum(top + 1, height - 1), tf.minimum(left + 1, width - 1)
+        top, left = ops.cast(top, "int32"), ops.cast(left, "int32")
+        bottom, right = ops.minimum(top + 1, height - 1), ops.minimum(left + 1, width - 1)
         self.corners = [r * width + c for r in (top, bottom) for c in (left, right)]
         # Reflected coordinates lie in [0, size - 1], so rounding stays inside.
-        self.nearest = tf.cast(tf.floor(rows + 0.5), tf.int32) * width + tf.cast(tf.floor(cols + 0.5), tf.int32)
+        self.nearest = ops.cast(ops.floor(rows + 0.5), "int32") * width + ops.cast(ops.floor(cols + 0.5), "int32")
 
     def __call__(self, values, method: str):
         batch, height, width = _static_shape(values)
-        flat = tf.reshape(values, [batch, height * width, values.shape[-1]])
+        gather = backends.current().batch_gather
+        flat = ops.reshape(values, [batch, height * width, values.shape[-1]])
         if method == "nearest":
-            return tf.gather(flat, self.nearest, batch_dims=1)
-        flat = tf.cast(flat, tf.float32)
-        top_left, top_right, bottom_left, bottom_right = (tf.gather(flat, i, batch_dims=1) for i in self.corners)
+            return gather(flat, self.nearest)
+        flat = ops.cast(flat, "float32")
+        top_left, top_right, bottom_left, bottom_right = (gather(flat, i) for i in self.corners)
         upper = top_left + self.dx * (top_right - top_left)
         lower = bottom_left + self.dx * (bottom_right - bottom_left)
-        return tf.cast(upper + self.dy * (lower - upper), values.dtype)
+        return ops.cast(upper + self.dy * (lower - upper), values.dtype)
 
 
 def _reflect(coordinate, size: int):
     """Mirror coordinates into [0, size - 1] about the edge pixels (numpy's 'reflect' padding)."""
     if size == 1:
-        return tf.zeros_like(coordinate)
+        return ops.zeros_like(coordinate)
     period = 2.0 * (size - 1)
-    folded = tf.math.floormod(coordinate, period)
-    return tf.where(folded > size - 1, period - folded, folded)
+    folded = ops.mod(coordinate, period)
+    return ops.where(folded > size - 1, period - folded, folded)
 
 
 def jitter_intensity(image, seeds, config: Config):
     """Per-sample gamma, contrast, brightness and noise on an image in [0, 1]; `seeds` from `split_seed`."""
     batch = _static_shape(image)[0]
+    room = backends.current()
     if config.gamma > 0:
-        log_gamma = tf.random.stateless_uniform([batch], seeds[_GAMMA], -config.gamma, config.gamma, alg=_ALG)
-        image = tf.pow(tf.maximum(image, 0.0), _per_sample(tf.exp(log_gamma))[..., None])
+        log_gamma = room.uniform([batch], seeds[_GAMMA], -config.gamma, config.gamma)
+        image = ops.power(ops.maximum(image, 0.0), _per_sample(ops.exp(log_gamma))[..., None])
     if config.contrast > 0:
-        factor = tf.random.stateless_uniform([batch], seeds[_CONTRAST], 1 - config.contrast, 1 + config.contrast, alg=_ALG)
-        mean = tf.reduce_mean(image, axis=[1, 2, 3], keepdims=True)
+        factor = room.uniform([batch], seeds[_CONTRAST], 1 - config.contrast, 1 + config.contrast)
+        mean = ops.mean(image, axis=[1, 2, 3], keepdims=True)
         image = (image - mean) * _per_sample(factor)[..., None] + mean
     if config.brightness > 0:
-        offset = tf.random.stateless_uniform([batch], seeds[_BRIGHTNESS], -config.brightness, config.brightness, alg=_ALG)
+        offset = room.uniform([batch], seeds[_BRIGHTNESS], -config.brightness, config.brightness)
         image = image + _per_sample(offset)[..., None]
     if config.noise > 0:
-        image = image + config.noise * _standard_normal(image, seeds[_NOISE])
+        image = image + config.noise * room.normal_like(image, seeds[_NOISE])
     return image
 
 
@@ -242,28 +248,9 @@ def _per_sample(value):
 
 def _static_shape(tensor):
     """(batch, height, width): height and width must be static, the batch may be a tensor."""
-    shape = tensor.shape
-    if shape.rank != 4 or None in shape.as_list()[1:]:
+    shape = tuple(tensor.shape)
+    if len(shape) != 4 or None in shape[1:]:
         raise ValueError(f"augment needs [batch, height, width, channels] with static height, width "
                          f"and channels, got {shape}")
-    batch = shape[0] if shape[0] is not None else tf.shape(tensor)[0]
+    batch = shape[0] if shape[0] is not None else ops.shape(tensor)[0]
     return batch, shape[1], shape[2]
-
-
-def _standard_normal(image, seed):
-    """N(0, 1) samples of `image`'s shape by the Box-Muller transform of stateless uniforms.
-
-    Same distribution as tf.random.stateless_normal, but XLA on the CPU compiles
-    that op into code some 20 times slower than uniforms plus this arithmetic.
-    """
-    shape = image.shape
-    if shape.is_fully_defined():
-        count = int(np.prod(shape.as_list()))
-    else:  # a batch of unknown size (a multi-worker replica's part)
-        count = tf.reduce_prod(tf.shape(image))
-    half = (count + 1) // 2
-    u = tf.random.stateless_uniform(tf.stack([2, half]), seed, alg=_ALG)
-    radius = tf.sqrt(-2.0 * tf.math.log(1.0 - u[0]))  # 1 - u lies in (0, 1]: log is finite
-    angle = 2.0 * math.pi * u[1]
-    values = tf.concat([radius * tf.cos(angle), radius * tf.sin(angle)], axis=0)[:count]
-    return tf.reshape(values, tf.shape(image))

@@ -23,7 +23,8 @@ def inputs(seed: int = 0) -> dict[str, np.ndarray]:
     labels[1, 14:22, 10:20] = 5
     labels[2] = -1  # a padding tile (`data.PADDING_LABEL`)
     maps = rng.random((3, 24, 24, 3)).astype(np.float32)
-    return {"labels": labels, "maps": maps,
+    return {"labels": labels, "maps": maps, "image": rng.random((3, 24, 24, 1)).astype(np.float32),
+            "displacement": rng.normal(0, 2, (3, 24, 24, 2)).astype(np.float32),
             **{f"logits_{channels}": rng.normal(0, 2, (3, 24, 24, channels)).astype(np.float32)
                for channels in (1, 2, 3)}}
 
@@ -32,10 +33,24 @@ def values(given: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Every value the training step computes from `given` (`inputs`), as numpy, keyed by what it is."""
     from keras import ops
 
-    from cellseg import losses, metrics, target_ops, targets
+    from cellseg import augment, losses, metrics, target_ops, targets
 
     out = {"classes": target_ops.classes(given["labels"]),
            "boundaries": target_ops.inner_boundaries(given["labels"])}
+    # augmentation's geometry from explicit parameters: a flip, a transposed flip and a quarter turn, warped,
+    # rotated and zoomed; reflection at the borders
+    rows, cols = augment.compose_grid(3, 24, 24, symmetry=ops.convert_to_tensor([1, 6, 3], "int32"),
+                                      displacement=given["displacement"],
+                                      angle=ops.convert_to_tensor([0.1, -0.2, 0.05]),
+                                      scale=ops.convert_to_tensor([1.1, 0.9, 1.0]))
+    out["grid_rows"], out["grid_cols"] = rows, cols
+    out["warped_image"] = augment.sample(given["image"], rows, cols, "bilinear")
+    out["warped_maps"] = augment.sample(given["maps"], rows, cols, "bilinear")
+    out["warped_labels"] = augment.sample(given["labels"], rows, cols, "nearest")
+    seed = ops.convert_to_tensor([4, 2], "int32")
+    for name, config in (("none", augment.NONE), ("default", augment.Config())):
+        image, labels, maps = augment.augment(given["image"], given["labels"], given["maps"], seed, config)
+        out[f"augment_{name}_image"], out[f"augment_{name}_labels"], out[f"augment_{name}_maps"] = image, labels, maps
     for target in targets.TABLE:
         logits = given[f"logits_{target.channels}"]
         weights = (0.9, 4.0, 12.0) if len(target.class_names) > 2 else (0.9, 4.0)
@@ -53,5 +68,17 @@ def values(given: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {key: np.asarray(ops.convert_to_numpy(value)) for key, value in out.items()}
 
 
+def jitted(given: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The default augmentation of `values`, compiled by jax.jit (run under the JAX backend)."""
+    import jax
+
+    from cellseg import augment
+
+    step = jax.jit(lambda image, labels, maps, seed: augment.augment(image, labels, maps, seed, augment.Config()))
+    image, labels, maps = step(given["image"], given["labels"], given["maps"], np.array([4, 2], np.int32))
+    return {"jit_image": np.asarray(image), "jit_labels": np.asarray(labels), "jit_maps": np.asarray(maps)}
+
+
 if __name__ == "__main__":
-    np.savez(sys.argv[2], **values(dict(np.load(sys.argv[1]))))
+    given = dict(np.load(sys.argv[1]))
+    np.savez(sys.argv[2], **values(given), **jitted(given))

@@ -1,4 +1,5 @@
-"""The on-device targets, losses and metrics give the same values on Keras' JAX backend as on TensorFlow."""
+"""The on-device augmentation, targets, losses and metrics give the same values on Keras' JAX backend as on
+TensorFlow (the random draws aside, which are each backend's own)."""
 
 import os
 import subprocess
@@ -36,7 +37,7 @@ def test_jax_runs_them_without_importing_tensorflow(on_both):
 
 def test_targets_are_identical(on_both):
     on_tf, on_jax = on_both[:2]
-    for name in ["classes", "boundaries", *(f"pack_{t.name}" for t in targets.TABLE)]:
+    for name in ["classes", "boundaries", *(f"pack_{t.name}" for t in targets.TABLE), "warped_labels"]:
         assert on_tf[name].dtype == on_jax[name].dtype, name
         np.testing.assert_array_equal(on_tf[name], on_jax[name], err_msg=name)
     # and they are what they should be: the padding tile weighs nothing, the frame-cut cell has no edge boundary
@@ -55,3 +56,30 @@ def test_losses_and_metrics_agree(on_both):
     # one value per sample, the same for each (the loss is the batch's)
     loss = on_tf["loss_three_class_bce_tversky"]
     assert loss.shape == (3,) and len(set(loss.tolist())) == 1
+
+
+def test_the_geometry_of_augmentation_agrees(on_both):
+    on_tf, on_jax = on_both[:2]
+    for name in ("grid_rows", "grid_cols", "warped_image", "warped_maps"):
+        np.testing.assert_allclose(on_jax[name], on_tf[name], rtol=1e-5, atol=1e-5, err_msg=name)
+    # a quarter turn (symmetry 3: both flips) of the third sample without warping would be exact; with the
+    # warp, labels are still only labels of the input
+    given = backend_values.inputs()
+    assert set(np.unique(on_tf["warped_labels"])) <= set(np.unique(given["labels"]))
+
+
+def test_augmentation_on_jax_is_augmentation(on_both):
+    on_tf, on_jax = on_both[:2]
+    given = backend_values.inputs()
+    for values in (on_tf, on_jax):  # nothing switched on: the input back, exactly
+        np.testing.assert_array_equal(values["augment_none_image"], given["image"])
+        np.testing.assert_array_equal(values["augment_none_labels"], given["labels"])
+    image, labels = on_jax["augment_default_image"], on_jax["augment_default_labels"]
+    assert image.shape == given["image"].shape and labels.dtype == given["labels"].dtype
+    assert not np.allclose(image, given["image"])  # it moved
+    for sample in range(2):  # each sample's labels come from that sample's labels (padding stays -1)
+        assert set(np.unique(labels[sample])) <= set(np.unique(given["labels"][sample]))
+    assert (labels[2] == -1).all()
+    # compiled by jax.jit, the same numbers as eagerly
+    np.testing.assert_allclose(on_jax["jit_image"], image, atol=1e-5)
+    np.testing.assert_array_equal(on_jax["jit_labels"], labels)
