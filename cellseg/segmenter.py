@@ -1,16 +1,16 @@
 """The Keras model cellseg trains: a U-Net whose training step augments on the device.
 
-`Segmenter` is a `keras.Model` whose `train_step` augments each replica's batch
-on its own device (`cellseg.augment`) and derives the target from the augmented
-labels there (`cellseg.targets`) before Keras' own step, with a stateless seed
-made of the run's seed, the replica and the step, so a run is reproducible and
-replicas see different deformations. `output_model` puts the target's
-activation on top for prediction and export.
+`Segmenter` is a `keras.Model` whose training step augments each batch on the
+device (`cellseg.augment`) and derives the target from the augmented labels
+there (`cellseg.targets`) before Keras' own step, with a stateless seed made of
+the run's seed, the replica and the step, so a run is reproducible and replicas
+see different deformations. `output_model` puts the target's activation on top
+for prediction and export.
 
-Compatibility code: three Keras private hooks are used here, each marked where
-it is (`_maybe_symbolic_build`, the loss tracker `_loss_tracker`) and tested in
-tests/test_segmenter.py, which fails when Keras changes them; setup.cfg pins
-Keras to the versions tested.
+The steps' signatures, the seed's parts and the private Keras hooks differ per
+backend: they are each backend's `Steps` (`cellseg.backends.tensorflow`,
+`cellseg.backends.jax`), which the Segmenter takes from the backend Keras runs
+on; what they share is here (`augmented`, `validation_pair`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from __future__ import annotations
 import dataclasses
 
 import keras
-import tensorflow as tf
+from keras import ops
 
-from cellseg import augment, data, distribute, model, target_ops, targets, tiling
+from cellseg import augment, backends, model, target_ops, targets, tiling
 
 
 def unet_of(architecture: dict, target: str, size=None) -> keras.Model:
@@ -31,7 +31,7 @@ def unet_of(architecture: dict, target: str, size=None) -> keras.Model:
 
 
 @keras.saving.register_keras_serializable(package="cellseg")
-class Segmenter(keras.Model):
+class Segmenter(backends.current().Steps, keras.Model):
     """A U-Net whose training step augments each replica's batch on its device.
 
     Batches are (image, labels, maps) (`cellseg.data`); after augmentation the
@@ -54,54 +54,26 @@ class Segmenter(keras.Model):
     def call(self, images, training=False):
         return self.unet(images, training=training)
 
-    def train_step(self, batch):
+    def augmented(self, batch, seed):
+        """(images, y_true) of a training batch (image, labels, maps), augmented with stateless `seed` [2]."""
         images, labels, maps = batch
-        images, labels, maps = augment.augment(images, labels, maps, self._step_seed(), self.augmentation)
-        return self._logs(super().train_step((images, self.pack(labels, maps))))
+        images, labels, maps = augment.augment(images, labels, maps, seed, self.augmentation)
+        return images, self.pack(labels, maps)
 
-    def test_step(self, batch):
-        # Validation batches end in padding tiles (`data.validation_dataset`): the
-        # packed weight 0 keeps them out of the loss and the metrics, and the loss
-        # is averaged over the real tiles, where Keras would weigh it by batch size.
+    def validation_pair(self, batch):
+        """(images, y_true, real): a validation batch as the loss and metrics read it, and how many of its tiles
+        are not padding (`data.validation_dataset` pads the last batch with tiles that `pack` weighs 0)."""
         images, labels, maps = batch
         y_true = self.pack(labels, maps)
-        y_pred = self(images, training=False)
-        real = tf.reduce_sum(tf.cast(tf.logical_not(data.is_padding(labels)), tf.float32))
-        self._loss_tracker.update_state(tf.reduce_mean(self.loss.call(y_true, y_pred)), sample_weight=real)
-        return self._logs(self.compute_metrics(images, y_true, y_pred))
-
-    def _logs(self, logs):
-        # Keras 3 averages multi-worker logs along an axis 0 that scalars lack
-        # (tensorflow/tensorflow#72388): give each a length-one axis to average over.
-        if distribute.multi_worker(self.distribute_strategy):
-            return {name: tf.reshape(value, [1]) for name, value in logs.items()}
-        return logs
+        real = ops.sum(ops.cast(ops.any(target_ops.counted(y_true) > 0, axis=(1, 2, 3)), "float32"))
+        return images, y_true, real
 
     def pack(self, labels, maps):
         """`y_true` of the loss and metrics from (augmented) labels and maps."""
         return target_ops.pack(self.target, labels, maps, self.class_weights)
 
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Keras builds the loss and metrics from the first batch's shapes. It would
-        # average a distributed batch over the replicas with a collective (which
-        # fails under MultiWorkerMirrored) and take (image, labels, maps) for
-        # (x, y, sample_weight), while they read the packed `y_true`: build them
-        # from one replica's shapes and the packed channels instead.
-        if self._distribute_strategy is None:
-            return
-        if iterator is not None:
-            for _, _, batches in iterator:
-                data_batch = next(batches)
-                break
-        images, labels = (self.distribute_strategy.experimental_local_results(t)[0] for t in data_batch[:2])
-        packed = keras.KerasTensor(tuple(labels.shape[:-1]) + (targets.get(self.target).packed_channels,), "float32")
-        with self.distribute_strategy.scope():
-            self._symbolic_build(data_batch=(keras.KerasTensor(images.shape, "float32"), packed))
-
-    def _step_seed(self):
-        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-        return tf.stack([tf.cast(self.seed, tf.int64) * 1_000_003 + tf.cast(replica, tf.int64),
-                         tf.cast(self.optimizer.iterations, tf.int64)])
+    # A step's seed is [seed x SEED_STRIDE + replica, step]: runs of other seeds draw apart from the first step.
+    SEED_STRIDE = 1_000_003
 
     @classmethod
     def from_config(cls, config):

@@ -1,8 +1,11 @@
-"""The on-device target, loss and metric values of fixed inputs, on whichever Keras backend is active.
+"""The on-device values of fixed inputs, and a tiny training, on whichever Keras backend is active.
 
 tests/test_backends.py computes them in its own process (TensorFlow) and runs
 this file as a script under `KERAS_BACKEND=jax`: `python backend_values.py
-INPUTS.npz OUTPUTS.npz`. It imports nothing that needs TensorFlow.
+INPUTS.npz OUTPUTS.npz FOLDER`, which also trains a tiny Segmenter into
+FOLDER/jax.keras with its outputs on the inputs' frames, and writes the outputs
+of FOLDER/tf.keras (saved by TensorFlow). It imports nothing that needs
+TensorFlow.
 """
 
 from __future__ import annotations
@@ -79,6 +82,58 @@ def jitted(given: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {"jit_image": np.asarray(image), "jit_labels": np.asarray(labels), "jit_maps": np.asarray(maps)}
 
 
+def frames(seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(images [8, 32, 32, 1] float32, labels [8, 32, 32, 1] int32): two bright cells a frame, one touching the
+    edge, on noise."""
+    rng = np.random.default_rng(seed)
+    labels = np.zeros((8, 32, 32, 1), np.int32)
+    for i in range(8):
+        labels[i, 4 + i:14 + i, 3:13] = 1
+        labels[i, 20:30, 16 + i // 2:26 + i // 2] = 2
+    images = (labels > 0).astype(np.float32) * 0.6 + rng.normal(0.2, 0.05, labels.shape).astype(np.float32)
+    return images, labels
+
+
+def train_tiny(path: str | None, seed: int | None = 0, epochs: int = 2):
+    """A tiny three-class Segmenter trained for `epochs` on `frames`, saved to `path` (unless None); returns it.
+
+    A `seed` seeds Keras (`keras.utils.set_random_seed`, which seeds TensorFlow too where it is installed, and so
+    loads it); None leaves the initial weights random.
+    """
+    import keras
+
+    from cellseg import losses, metrics, segmenter
+
+    images, labels = frames()
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    net = segmenter.Segmenter(32, base_filters=4, depth=2, target="three_class", class_weights=(1.0, 2.0, 4.0))
+    net.compile(optimizer=keras.optimizers.Adam(1e-2), loss=losses.Config().for_target("three_class"),
+                metrics=metrics.pixel_metrics("three_class"))
+    net.fit(images, labels, sample_weight=np.zeros_like(images), batch_size=4, epochs=epochs, verbose=0,
+            validation_data=(images[:3], labels[:3], np.zeros_like(images[:3])))
+    if path:
+        net.save(path)
+    return net
+
+
+def outputs(net, images: np.ndarray) -> np.ndarray:
+    """The network's outputs (its target's activation on top) for `images`."""
+    from cellseg import segmenter
+
+    return np.asarray(segmenter.output_model(net).predict_on_batch(images))
+
+
 if __name__ == "__main__":
+    import os
+
+    import keras
+
     given = dict(np.load(sys.argv[1]))
-    np.savez(sys.argv[2], **values(given), **jitted(given))
+    folder = sys.argv[3]
+    computed = values(given), jitted(given)
+    train_tiny(None, seed=None, epochs=1)
+    print("tensorflow" in sys.modules)  # the on-device code, jax.jit and fit, evaluation included
+    trained = train_tiny(os.path.join(folder, "jax.keras"))
+    np.savez(sys.argv[2], **computed[0], **computed[1], jax_trained=outputs(trained, frames()[0]),
+             tf_trained=outputs(keras.models.load_model(os.path.join(folder, "tf.keras")), frames()[0]))

@@ -17,21 +17,25 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 @pytest.fixture(scope="module")
 def on_both(tmp_path_factory):
-    """(values on TensorFlow, in this process; values on JAX, in a process of its own)."""
+    """(values on TensorFlow, in this process; values on JAX, in a process of its own; whether that process
+    loaded TensorFlow; the folder of the two backends' tiny models)."""
     folder = tmp_path_factory.mktemp("backends")
     given = backend_values.inputs()
     np.savez(folder / "inputs.npz", **given)
+    backend_values.train_tiny(str(folder / "tf.keras"))
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
     script = (f"import sys, runpy; sys.argv = ['backend_values.py', {str(folder / 'inputs.npz')!r}, "
-              f"{str(folder / 'jax.npz')!r}]; runpy.run_path({os.path.join(HERE, 'backend_values.py')!r}, "
-              "run_name='__main__'); import keras; assert keras.backend.backend() == 'jax'; "
-              "print('tensorflow' in sys.modules)")
+              f"{str(folder / 'jax.npz')!r}, {str(folder)!r}]; "
+              f"runpy.run_path({os.path.join(HERE, 'backend_values.py')!r}, "
+              "run_name='__main__'); import keras; assert keras.backend.backend() == 'jax'")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=HERE)
     assert done.returncode == 0, done.stderr[-3000:]
-    return backend_values.values(given), dict(np.load(folder / "jax.npz")), done.stdout.strip()
+    return backend_values.values(given), dict(np.load(folder / "jax.npz")), done.stdout.strip(), folder
 
 
-def test_jax_runs_them_without_importing_tensorflow(on_both):
+def test_jax_computes_them_and_trains_without_loading_tensorflow(on_both):
+    # the values, jax.jit's augmentation and an unseeded fit with validation (Keras' seeding and saving use
+    # TensorFlow where it is installed, so they come after)
     assert on_both[2] == "False"
 
 
@@ -83,3 +87,23 @@ def test_augmentation_on_jax_is_augmentation(on_both):
     # compiled by jax.jit, the same numbers as eagerly
     np.testing.assert_allclose(on_jax["jit_image"], image, atol=1e-5)
     np.testing.assert_array_equal(on_jax["jit_labels"], labels)
+
+
+def test_a_model_trained_on_jax_gives_tensorflow_the_same_outputs_and_labels_and_back(on_both):
+    import keras
+
+    from cellseg import instances
+
+    _, on_jax, _, folder = on_both
+    images = backend_values.frames()[0]
+    jax_trained = keras.models.load_model(folder / "jax.keras")  # trained on JAX, loaded by TensorFlow
+    here = backend_values.outputs(jax_trained, images)
+    np.testing.assert_allclose(here, on_jax["jax_trained"], atol=2e-5)
+    settings = instances.Postprocess(target="three_class")
+    labels = [instances.labels_from_outputs(o, settings) for o in here]
+    assert all(frame.max() >= 1 for frame in labels)  # it found cells in two epochs
+    for frame, there in zip(labels, on_jax["jax_trained"]):
+        np.testing.assert_array_equal(instances.labels_from_outputs(there, settings), frame)
+    # and a TensorFlow-trained model, loaded by JAX
+    tf_trained = backend_values.outputs(keras.models.load_model(folder / "tf.keras"), images)
+    np.testing.assert_allclose(on_jax["tf_trained"], tf_trained, atol=2e-5)

@@ -1,4 +1,5 @@
-"""The Keras private hooks `cellseg.segmenter` relies on are still Keras' own."""
+"""The Keras private hooks the Segmenter's steps rely on (`cellseg.backends.tensorflow`, `.jax`) are still
+Keras' own."""
 
 import inspect
 
@@ -10,7 +11,15 @@ from cellseg import segmenter
 
 def test_the_keras_build_hook_segmenter_overrides_still_exists_with_its_signature():
     hook = getattr(keras.Model, "_maybe_symbolic_build", None)
-    assert hook is not None, "Keras no longer has Model._maybe_symbolic_build; see cellseg/segmenter.py"
+    assert hook is not None, "Keras no longer has Model._maybe_symbolic_build; see cellseg/backends/tensorflow.py"
+    assert list(inspect.signature(hook).parameters) == ["self", "iterator", "data_batch"]
+
+
+def test_the_keras_build_the_jax_steps_override_still_exists_with_its_signature():
+    from keras.src.trainers.trainer import Trainer  # the JAX trainer's base, importable on any backend
+
+    hook = getattr(Trainer, "_symbolic_build", None)
+    assert hook is not None, "Keras no longer has Trainer._symbolic_build; see cellseg/backends/jax.py"
     assert list(inspect.signature(hook).parameters) == ["self", "iterator", "data_batch"]
 
 

@@ -1,11 +1,21 @@
-"""TensorFlow's room (`cellseg.backends`): stateless Philox draws, the same numbers on every device."""
+"""TensorFlow's room (`cellseg.backends`): stateless Philox draws, the same numbers on every device, and the
+Segmenter's training and test steps under tf.distribute.
+
+Compatibility code: two Keras private hooks are used in `Steps`, each marked
+where it is (`_maybe_symbolic_build`, the loss tracker `_loss_tracker`) and
+tested in tests/test_segmenter.py, which fails when Keras changes them;
+setup.cfg pins Keras to the versions tested.
+"""
 
 from __future__ import annotations
 
 import math
 
+import keras
 import numpy as np
 import tensorflow as tf
+
+from cellseg import targets
 
 ALG = "philox"
 
@@ -43,3 +53,48 @@ def normal_like(values, seed):
 
 def batch_gather(flat, indices):
     return tf.gather(flat, indices, batch_dims=1)
+
+
+class Steps:
+    """`segmenter.Segmenter`'s steps on TensorFlow: each replica augments its part of the batch, with the replica
+    in its seed."""
+
+    def train_step(self, batch):
+        return self._logs(super().train_step(self.augmented(batch, self._step_seed())))
+
+    def test_step(self, batch):
+        # Validation batches end in padding tiles: the packed weight 0 keeps them out of the loss and the
+        # metrics, and the loss is averaged over the real tiles, where Keras would weigh it by batch size.
+        images, y_true, real = self.validation_pair(batch)
+        y_pred = self(images, training=False)
+        self._loss_tracker.update_state(tf.reduce_mean(self.loss.call(y_true, y_pred)), sample_weight=real)
+        return self._logs(self.compute_metrics(images, y_true, y_pred))
+
+    def _logs(self, logs):
+        # Keras 3 averages multi-worker logs along an axis 0 that scalars lack
+        # (tensorflow/tensorflow#72388): give each a length-one axis to average over.
+        if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return {name: tf.reshape(value, [1]) for name, value in logs.items()}
+        return logs
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras builds the loss and metrics from the first batch's shapes. It would
+        # average a distributed batch over the replicas with a collective (which
+        # fails under MultiWorkerMirrored) and take (image, labels, maps) for
+        # (x, y, sample_weight), while they read the packed `y_true`: build them
+        # from one replica's shapes and the packed channels instead.
+        if self._distribute_strategy is None:
+            return
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = next(batches)
+                break
+        images, labels = (self.distribute_strategy.experimental_local_results(t)[0] for t in data_batch[:2])
+        packed = keras.KerasTensor(tuple(labels.shape[:-1]) + (targets.get(self.target).packed_channels,), "float32")
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=(keras.KerasTensor(images.shape, "float32"), packed))
+
+    def _step_seed(self):
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        return tf.stack([tf.cast(self.seed, tf.int64) * self.SEED_STRIDE + tf.cast(replica, tf.int64),
+                         tf.cast(self.optimizer.iterations, tf.int64)])
