@@ -36,7 +36,7 @@ Methods, all through cellseg's own commands:
 
 Budgets (the same for every method): `short`, 12 epochs of 25 steps, batch 8,
 patch 128, learning rate 1e-3; `long`, four times the steps. The table goes to
-docs/QUALITY.md (between its table markers; the rest of that page is kept) and
+docs/QUALITY.md and the README (between their table markers; the rest of each page is kept) and
 to benchmarks/results/quality-<machine>.md and .json, with the machine, the
 budgets and the wall time. `--reuse` scores the models of an earlier run again
 without training them: the cellseg default's post-processing is tuned again on
@@ -61,6 +61,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRATCH = os.path.join(ROOT, "benchmarks", "scratch", "quality")
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
 DOC = os.path.join(ROOT, "docs", "QUALITY.md")
+README = os.path.join(ROOT, "README.md")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import tool  # noqa: E402 (first: it quiets TensorFlow's start-up lines)
 from pages import between_markers  # noqa: E402
@@ -310,8 +311,10 @@ def combined(paths: list[str]) -> tuple[list[dict], list[int], list[str], float,
 
 
 def write_doc(text: str) -> None:
-    """Put `text` between docs/QUALITY.md's table markers (the page is made when missing)."""
+    """Put `text` between the table markers of docs/QUALITY.md (the page is made when missing) and of the
+    README's *Quality* section."""
     between_markers(DOC, text, "quality", "Segmentation quality")
+    between_markers(README, text, "quality", "cellseg")
 
 
 if __name__ == "__main__":

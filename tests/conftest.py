@@ -6,6 +6,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 import pytest  # noqa: E402
+
+# TensorFlow loaded without its C++ start-up lines, which pytest-xdist's controller would print after the summary.
+from cellseg.cli import quiet  # noqa: E402, F401
 import tensorflow as tf  # noqa: E402
 
 from cellseg import synthetic  # noqa: E402
