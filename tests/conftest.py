@@ -59,7 +59,11 @@ def tiny_model(tmp_path_factory):
 
     from cellseg import segmenter
 
+    import keras
+
     path = tmp_path_factory.mktemp("model") / "best.keras"
+    # Seeded, so that its random outputs are the same in every pytest-xdist worker, whatever ran before.
+    keras.utils.set_random_seed(0)
     net = segmenter.Segmenter(32, base_filters=4, depth=2, target="binary")
     net.compile(optimizer="adam")
     net(np.zeros((1, 32, 32, 1), np.float32))
