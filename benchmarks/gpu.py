@@ -34,18 +34,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cellseg import losses, metrics, segmenter  # noqa: E402
+from timing import StepTimes  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 TARGET = "three_class"
-
-
-class StepTimes(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.times = []
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.times.append(time.perf_counter())
 
 
 def frames(batch: int, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -93,8 +85,9 @@ def torch_rates(base: int, size: int, batch: int, steps: int, frame: int) -> dic
     device = "cuda" if torch.cuda.is_available() else "cpu"
 
     def block(inputs, filters):
-        return nn.Sequential(nn.Conv2d(inputs, filters, 3, padding=1, bias=False), nn.BatchNorm2d(filters, momentum=0.1),
-                             nn.ReLU(inplace=True), nn.Conv2d(filters, filters, 3, padding=1, bias=False),
+        return nn.Sequential(nn.Conv2d(inputs, filters, 3, padding=1, bias=False),
+                             nn.BatchNorm2d(filters, momentum=0.1), nn.ReLU(inplace=True),
+                             nn.Conv2d(filters, filters, 3, padding=1, bias=False),
                              nn.BatchNorm2d(filters, momentum=0.1), nn.ReLU(inplace=True))
 
     class UNet(nn.Module):
@@ -157,6 +150,7 @@ def main():
     parser.add_argument("--steps", type=int, default=0, help="measured steps (default: 20 on a GPU, 2 on the CPU)")
     parser.add_argument("--frame", type=int, default=0, help="prediction frame side (default: 1024 on a GPU, 128 "
                         "on the CPU)")
+    parser.add_argument("--results_dir", default=RESULTS, help="where gpu-<device>.md and .json go")
     args = parser.parse_args()
     if keras.backend.backend() != "jax":
         sys.exit(f"gpu.py: runs on Keras' JAX backend; KERAS_BACKEND is {keras.backend.backend()}")
@@ -186,10 +180,10 @@ def main():
              f"{steps} steps; prediction: one {frame} x {frame} frame, mean of 5; {result['date']}.", "",
              "| model | base | training img/s | prediction ms |", "| --- | ---: | ---: | ---: |"]
     lines += [f"| {r['model']} | {r['base_filters']} | {r['images_per_s']} | {r['predict_ms']} |" for r in rows]
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, f"{slug}.json"), "w") as handle:
+    os.makedirs(args.results_dir, exist_ok=True)
+    with open(os.path.join(args.results_dir, f"{slug}.json"), "w") as handle:
         json.dump(result, handle, indent=2)
-    with open(os.path.join(RESULTS, f"{slug}.md"), "w") as handle:
+    with open(os.path.join(args.results_dir, f"{slug}.md"), "w") as handle:
         handle.write("\n".join(lines) + "\n")
     print("\n".join(lines))
 

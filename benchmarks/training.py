@@ -16,7 +16,6 @@ import argparse
 import dataclasses
 import os
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -26,15 +25,7 @@ import tensorflow as tf  # noqa: E402
 
 from cellseg import augment, distribute, losses, metrics, segmenter  # noqa: E402
 from common import SCRATCH, show, write  # noqa: E402
-
-
-class StepTimes(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.times = []
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.times.append(time.perf_counter())
+from timing import StepTimes  # noqa: E402
 
 
 def throughput(strategy, base: int, size: int, batch: int, steps: int, jit: bool) -> float:

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cellseg import data, instances, segmenter, target_ops, targets, tiling
+from cellseg import instances, segmenter, target_ops, targets, tiling
 
 
 class ValidationImages(keras.callbacks.Callback):
@@ -31,7 +31,7 @@ class ValidationImages(keras.callbacks.Callback):
     def __init__(self, log_dir: str, batch, count: int):
         super().__init__()
         self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "images"))
-        real = tf.logical_not(data.is_padding(batch[1]))
+        real = tf.logical_not(target_ops.is_padding(batch[1]))
         self.images, self.labels, self.maps = (tf.boolean_mask(tensor, real)[:count] for tensor in batch)
 
     def on_epoch_end(self, epoch, logs=None):

@@ -26,7 +26,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from cellseg import preprocess, resampling, schema, targets
+from cellseg import preprocess, resampling, schema, target_ops, targets
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,7 +156,6 @@ def training_dataset(
 
 
 MAX_VALIDATION_TILES = 256  # validation tiles scored each epoch (the first of the fixed order)
-PADDING_LABEL = -1  # the labels of a padding tile: `target_ops.pack` gives it weight 0, so nothing counts it
 
 
 def validation_dataset(records: Records, patch_size: int, batch_size: int, distances: bool = False,
@@ -168,7 +167,7 @@ def validation_dataset(records: Records, patch_size: int, batch_size: int, dista
     epochs: the first `tile_count` (`validation_tile_count`: all of them, up to
     MAX_VALIDATION_TILES). With several input `pipelines` (hosts), pipeline `pipeline` keeps
     every `pipelines`-th tile. Each pipeline's tiles are padded with tiles of
-    `PADDING_LABEL` (zero weight: the loss and the metrics skip them) up to
+    `target_ops.PADDING_LABEL` (zero weight: the loss and the metrics skip them) up to
     `validation_steps` x `replicas` batches of `batch_size`, the same count on
     every pipeline: no replica is ever handed an empty or short batch, every host
     runs as many steps, and the metrics stay those of the real tiles. The
@@ -183,7 +182,7 @@ def validation_dataset(records: Records, patch_size: int, batch_size: int, dista
     image, labels, maps = tiles.element_spec
     padding = tf.data.Dataset.from_tensors((
         tf.zeros(image.shape, image.dtype),
-        tf.fill(labels.shape, tf.constant(PADDING_LABEL, labels.dtype)),
+        tf.fill(labels.shape, tf.constant(target_ops.PADDING_LABEL, labels.dtype)),
         tf.zeros(maps.shape, maps.dtype),
     )).repeat()
     padded = tiles.concatenate(padding).take(steps * replicas * batch_size)
@@ -205,11 +204,6 @@ def validation_tiles(records: Records, patch_size: int, distances: bool = False)
     files = tf.data.Dataset.from_tensor_slices(list(records.val))
     frames = _read(files, records, len(records.val), deterministic=True)
     return frames.flat_map(lambda frame: _tiles(frame, patch_size, distances))
-
-
-def is_padding(labels):
-    """[B] bool: which tiles of a batch of labels [B, H, W, 1] are padding (`validation_dataset`)."""
-    return tf.reduce_all(tf.equal(labels, PADDING_LABEL), axis=[1, 2, 3])
 
 
 def validation_frames(records: Records):

@@ -65,8 +65,14 @@ class Segmenter(backends.current().Steps, keras.Model):
         are not padding (`data.validation_dataset` pads the last batch with tiles that `pack` weighs 0)."""
         images, labels, maps = batch
         y_true = self.pack(labels, maps)
-        real = ops.sum(ops.cast(ops.any(target_ops.counted(y_true) > 0, axis=(1, 2, 3)), "float32"))
+        real = ops.sum(ops.cast(ops.logical_not(target_ops.is_padding(labels)), "float32"))
         return images, y_true, real
+
+    def symbolic_batch(self, images_shape, labels_shape):
+        """(images, y_true) as KerasTensors of a batch of these shapes: what Keras builds the loss and metrics
+        from (they read `pack`'s channels, not the labels)."""
+        packed = tuple(labels_shape[:-1]) + (targets.get(self.target).packed_channels,)
+        return keras.KerasTensor(tuple(images_shape), "float32"), keras.KerasTensor(packed, "float32")
 
     def pack(self, labels, maps):
         """`y_true` of the loss and metrics from (augmented) labels and maps."""

@@ -15,6 +15,8 @@ from keras import ops
 
 from cellseg import targets
 
+PADDING_LABEL = -1  # the labels of a padding tile (`data.validation_dataset`): `pack` weighs it 0, nothing counts it
+
 
 def inner_boundaries(labels):
     """Cell pixels whose 4-neighbourhood holds another label; `labels` [B, H, W, 1] integer.
@@ -42,7 +44,7 @@ def pack(target: str, labels, maps, class_weights):
     weight plus the border term on background) for every target; then the
     target's own channels: the class id (three_class), or the cell and neighbour
     distances (distance, from `maps[..., 1:3]`). Negative labels mark padding
-    (`data.PADDING_LABEL`): weight 0, which the loss and the metrics skip.
+    (`PADDING_LABEL`): weight 0, which the loss and the metrics skip.
     """
     labels = ops.cast(labels, "int32")
     maps = ops.cast(maps, "float32")
@@ -61,6 +63,11 @@ def pack(target: str, labels, maps, class_weights):
     if row.distances:
         return ops.concatenate([mask, weights, maps[..., 1:3]], axis=-1)
     return ops.concatenate([mask, weights], axis=-1)
+
+
+def is_padding(labels):
+    """[B] bool: which tiles of a batch of labels [B, H, W, 1] are padding (`PADDING_LABEL` everywhere)."""
+    return ops.all(ops.equal(labels, PADDING_LABEL), axis=(1, 2, 3))
 
 
 def activate(target: str, logits):

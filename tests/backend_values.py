@@ -24,7 +24,7 @@ def inputs(seed: int = 0) -> dict[str, np.ndarray]:
     labels[0, 2:6, 18:23] = 3
     labels[1, 0:9, 0:9] = 4  # cut by the frame's edge
     labels[1, 14:22, 10:20] = 5
-    labels[2] = -1  # a padding tile (`data.PADDING_LABEL`)
+    labels[2] = -1  # a padding tile (`target_ops.PADDING_LABEL`)
     maps = rng.random((3, 24, 24, 3)).astype(np.float32)
     return {"labels": labels, "maps": maps, "image": rng.random((3, 24, 24, 1)).astype(np.float32),
             "displacement": rng.normal(0, 2, (3, 24, 24, 2)).astype(np.float32),

@@ -1,6 +1,7 @@
 """The on-device augmentation, targets, losses and metrics give the same values on Keras' JAX backend as on
 TensorFlow (the random draws aside, which are each backend's own)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import backend_values
 from cellseg import targets
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +68,7 @@ def test_the_geometry_of_augmentation_agrees(on_both):
     on_tf, on_jax = on_both[:2]
     for name in ("grid_rows", "grid_cols", "warped_image", "warped_maps"):
         np.testing.assert_allclose(on_jax[name], on_tf[name], rtol=1e-5, atol=1e-5, err_msg=name)
-    # a quarter turn (symmetry 3: both flips) of the third sample without warping would be exact; with the
-    # warp, labels are still only labels of the input
+    # warped labels are still only labels of the input (nearest sampling)
     given = backend_values.inputs()
     assert set(np.unique(on_tf["warped_labels"])) <= set(np.unique(given["labels"]))
 
@@ -107,3 +108,16 @@ def test_a_model_trained_on_jax_gives_tensorflow_the_same_outputs_and_labels_and
     # and a TensorFlow-trained model, loaded by JAX
     tf_trained = backend_values.outputs(keras.models.load_model(folder / "tf.keras"), images)
     np.testing.assert_allclose(on_jax["tf_trained"], tf_trained, atol=2e-5)
+
+
+def test_the_gpu_benchmark_runs_on_the_cpu_with_jax_as_the_readme_shows(tmp_path):
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "gpu.py"), "--bases=4", "--size=32",
+                           "--batch=2", "--steps=2", "--frame=48", f"--results_dir={tmp_path}"],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.load(open(tmp_path / "gpu-cpu.json"))
+    assert result["platform"] == "cpu" and result["precision"] == "float32" and not result["tensorflow_loaded"]
+    keras_row = next(r for r in result["rows"] if r["model"].startswith("cellseg"))
+    assert keras_row["base_filters"] == 4 and keras_row["images_per_s"] > 0 and keras_row["predict_ms"] > 0
+    assert "| cellseg, Keras 3 on JAX, fit | 4 |" in (tmp_path / "gpu-cpu.md").read_text()

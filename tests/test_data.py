@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cellseg import augment, ctc, data, preprocess, schema, targets, tiff
+from cellseg import augment, ctc, data, preprocess, schema, target_ops, targets, tiff
 
 
 def frame_arrays(fluo_dataset, sequence, index):
@@ -88,9 +88,9 @@ def test_validation_tiles_cover_each_frame_in_a_fixed_order(fluo_records, fluo_d
     served = [x for batch in data.validation_dataset(records, 64, 5).take(4) for x in zip(*[t.numpy() for t in batch])]
     tiles, padding = served[:16], served[16:]
     # The last batch is filled with padding tiles: zero image, every label PADDING_LABEL.
-    assert len(padding) == 4 and all(not image.any() and (labels == data.PADDING_LABEL).all()
+    assert len(padding) == 4 and all(not image.any() and (labels == target_ops.PADDING_LABEL).all()
                                      for image, labels, _ in padding)
-    assert not any((labels == data.PADDING_LABEL).all() for _, labels, _ in tiles)
+    assert not any((labels == target_ops.PADDING_LABEL).all() for _, labels, _ in tiles)
     starts = [(0, 0), (0, 32), (32, 0), (32, 32)]
     frames = [frame_arrays(fluo_dataset, "02", t) for t in range(4)]
     seen = set()
@@ -172,7 +172,7 @@ def test_validation_is_bounded_on_large_splits(fluo_records, monkeypatch):
     monkeypatch.setattr(data, "MAX_VALIDATION_TILES", 10)
     assert data.validation_tile_count(records, 32) == 10
     batches = list(data.validation_dataset(records, 32, 4).take(3))  # 10 tiles and 2 of padding
-    padding = np.concatenate([data.is_padding(labels).numpy() for _, labels, _ in batches])
+    padding = np.concatenate([target_ops.is_padding(labels).numpy() for _, labels, _ in batches])
     assert padding.tolist() == [False] * 10 + [True] * 2
     # whole frames: at most the pixels asked for, one frame at least
     assert len(data.validation_sample(records, 8, max_pixels=96 * 96)) == 1

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cellseg import data, distribute, losses, metrics, segmenter
+from cellseg import data, distribute, losses, metrics, segmenter, target_ops
 
 CPUS = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
 
@@ -43,7 +43,7 @@ def test_two_replicas_see_full_batches_and_give_the_metrics_of_one_device(one_fr
     for _, batch in zip(range(steps), dataset):
         images, labels = (strategy.experimental_local_results(t) for t in batch[:2])
         shapes += [tuple(t.shape) for t in images]
-        real += sum(int(tf.reduce_sum(tf.cast(~data.is_padding(t), tf.int32))) for t in labels)
+        real += sum(int(tf.reduce_sum(tf.cast(~target_ops.is_padding(t), tf.int32))) for t in labels)
     assert shapes == [(per_replica, patch_size, patch_size, 1)] * (2 * steps)  # never empty, never short
     assert real == tiles
 
@@ -68,7 +68,7 @@ def test_each_host_runs_as_many_full_batches_and_together_they_see_every_tile_on
         assert [int(images.shape[0]) for images, _, _ in batches] == [2] * (steps + 1)
         batch_counts.append(len(batches))
         for images, labels, _ in batches[:steps]:
-            seen += [image for image, pad in zip(images.numpy(), data.is_padding(labels).numpy()) if not pad]
+            seen += [image for image, pad in zip(images.numpy(), target_ops.is_padding(labels).numpy()) if not pad]
         np.testing.assert_array_equal(batches[steps][0], batches[0][0])  # each pass starts again
     assert batch_counts[0] == batch_counts[1]
     assert len(seen) == 9

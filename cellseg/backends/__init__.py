@@ -14,8 +14,9 @@ each backend in its own module with the same functions:
 - `batch_gather(flat, indices)`: `flat` [B, N, C] read at `indices` [B, ...]
   (integer, in [0, N)) -> [B, ..., C].
 
-`current()` is the room of the backend Keras runs on, found when this package is
-imported. The draws differ between
+Each room also holds the Segmenter's training and test steps (`Steps`), whose
+signatures differ between backends. `current()` is the room of the backend
+Keras runs on, found when this package is imported. The draws differ between
 backends (TensorFlow's Philox, JAX's Threefry); everything computed from them
 is the same code.
 """

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import keras
-
-from cellseg import targets
 
 
 def _key(seed):
@@ -63,8 +60,7 @@ class Steps:
                 data_batch = batches[0] if isinstance(batches, (list, tuple)) else next(batches)
                 break
         images, labels = data_batch[:2]
-        packed = keras.KerasTensor(tuple(labels.shape[:-1]) + (targets.get(self.target).packed_channels,), "float32")
-        super()._symbolic_build(data_batch=(keras.KerasTensor(images.shape, "float32"), packed))
+        super()._symbolic_build(data_batch=self.symbolic_batch(images.shape, labels.shape))
 
     def _iterations_index(self):
         return next(i for i, v in enumerate(self.optimizer.variables) if v is self.optimizer.iterations)

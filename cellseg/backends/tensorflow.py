@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import math
 
-import keras
 import numpy as np
 import tensorflow as tf
-
-from cellseg import targets
 
 ALG = "philox"
 
@@ -90,9 +87,8 @@ class Steps:
                 data_batch = next(batches)
                 break
         images, labels = (self.distribute_strategy.experimental_local_results(t)[0] for t in data_batch[:2])
-        packed = keras.KerasTensor(tuple(labels.shape[:-1]) + (targets.get(self.target).packed_channels,), "float32")
         with self.distribute_strategy.scope():
-            self._symbolic_build(data_batch=(keras.KerasTensor(images.shape, "float32"), packed))
+            self._symbolic_build(data_batch=self.symbolic_batch(images.shape, labels.shape))
 
     def _step_seed(self):
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
