@@ -1,7 +1,8 @@
-"""Where training runs: the tf.distribute strategy, the hosts of TF_CONFIG, and the validation set over replicas.
+"""Where training runs: the strategy of Keras' backend, the hosts of TF_CONFIG, and the validation set over replicas.
 
-The only module that chooses devices. `make_strategy` must come before anything
-starts TensorFlow's runtime (MultiWorkerMirroredStrategy configures its
+The only module that chooses devices (through the room of Keras' backend,
+`cellseg.backends`). `make_strategy` must come before anything starts the
+backend's runtime (MultiWorkerMirroredStrategy configures its
 collectives at start-up, and splitting the CPU into logical devices only works
 before). The chief writes the run folder; other workers write their own copies
 under `workers/<task>/` (`own_folder`).
@@ -9,60 +10,51 @@ under `workers/<task>/` (`own_folder`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
 import tensorflow as tf
 
-from cellseg import data
+from cellseg import backends, data
 
 STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
 
 
-def make_strategy(name: str, cpu_replicas: int = 0) -> tf.distribute.Strategy:
-    """The tf.distribute strategy; the only place that chooses devices.
+def make_strategy(name: str, cpu_replicas: int = 0):
+    """Where training runs, chosen by the room of Keras' backend (`cellseg.backends`): a tf.distribute strategy
+    on TensorFlow, Keras' DataParallel over the local devices on JAX. It must come before anything starts the
+    backend's runtime.
 
-    auto: MirroredStrategy over all local GPUs, one device otherwise (or over
-    `cpu_replicas` logical CPU devices when given); mirrored: MirroredStrategy;
-    multi_worker: MultiWorkerMirroredStrategy from TF_CONFIG; one_device: the
-    first GPU, else the CPU.
+    auto: all local GPUs, one device otherwise (or `cpu_replicas` logical CPU
+    devices when given); mirrored: all local devices; multi_worker: the hosts of
+    TF_CONFIG (TensorFlow only); one_device: the first GPU, else the CPU.
     """
-    if name == "multi_worker":
-        # Before anything starts the runtime: collectives are configured at start-up.
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    prepare_devices(name, cpu_replicas)
-    gpus = tf.config.list_logical_devices("GPU")
-    cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
-    if name == "one_device":
-        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else cpus[0])
-    if gpus:
-        return tf.distribute.MirroredStrategy([d.name for d in gpus])
-    if name == "mirrored" or cpu_replicas > 1:
-        return tf.distribute.MirroredStrategy(cpus[: max(cpu_replicas, 1)])
-    return tf.distribute.OneDeviceStrategy(cpus[0])
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown --strategy={name}; expected one of {', '.join(STRATEGIES)}")
+    return backends.current().make_strategy(name, cpu_replicas)
 
 
 def prepare_devices(name: str, cpu_replicas: int = 0) -> None:
-    """The device settings that must precede TensorFlow's runtime (the CPU split into `cpu_replicas` logical
+    """The device settings that must precede the backend's runtime (the CPU split into `cpu_replicas` logical
     devices); `make_strategy` calls it, and a command calls it before anything of its own runs an op."""
-    if cpu_replicas and name != "multi_worker":
-        split_cpu(cpu_replicas)
+    backends.current().prepare_devices(name, cpu_replicas)
 
 
-def multi_worker(strategy: tf.distribute.Strategy) -> bool:
+def multi_worker(strategy) -> bool:
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
-def split_cpu(replicas: int) -> None:
-    """Split the CPU into `replicas` logical devices (before TensorFlow starts its runtime)."""
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    current = tf.config.get_logical_device_configuration(cpu)
-    if current is not None and len(current) >= replicas:
-        return
-    try:
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
-    except RuntimeError as error:
-        raise RuntimeError(f"cannot split the CPU into {replicas} devices once TensorFlow has started: {error}")
+def fitting(strategy):
+    """The context `fit` runs in: Keras' distribution on JAX (it shards each batch over the devices); none on
+    TensorFlow, where the model built in the strategy's scope distributes itself."""
+    return getattr(strategy, "fitting", contextlib.nullcontext)()
+
+
+def describe(strategy) -> str:
+    """The strategy's name as the log gives it."""
+    return getattr(strategy, "description", None) or (
+        "MultiWorkerMirroredStrategy" if multi_worker(strategy) else type(strategy).__name__)
 
 
 def tf_config() -> tuple[dict, dict]:

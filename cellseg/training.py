@@ -157,14 +157,13 @@ def train(config: Config, extra_callbacks=(), log=print, chosen: plan.Plan | Non
         return _fit(config, strategy, chief, extra_callbacks, log)
 
 
-def _fit(config: Config, strategy: tf.distribute.Strategy, chief: bool, extra_callbacks, log) -> dict:
+def _fit(config: Config, strategy, chief: bool, extra_callbacks, log) -> dict:
     records = data.open_records(config.records_dir, config.input_scale)
     check_patch_size(records, config.network.patch_size)
     replicas = strategy.num_replicas_in_sync
     global_batch = config.per_replica_batch_size * replicas
     steps = config.steps_per_epoch or max(1, data.patches_per_epoch(records, config.network.patch_size) // global_batch)
-    kind = "MultiWorkerMirroredStrategy" if distribute.multi_worker(strategy) else type(strategy).__name__
-    log(f"{replicas} replica(s) ({kind}); global batch {global_batch} = "
+    log(f"{replicas} replica(s) ({distribute.describe(strategy)}); global batch {global_batch} = "
         f"{config.per_replica_batch_size} per replica x {replicas}; {steps} steps per epoch")
     distances = targets.get(config.target).distances
     if distances and not records.has_distances:
@@ -198,19 +197,25 @@ def _fit(config: Config, strategy: tf.distribute.Strategy, chief: bool, extra_ca
             jit_compile=config.jit_compile,
         )
     # Keras distributes the training set over the replicas itself (each batch is global).
+    with distribute.fitting(strategy):
+        _run_fit(net, config, train_set, val_set, val_steps, steps,
+                 [*callbacks_for(config, records, validation_batch, chief), *extra_callbacks])
+    if not chief:
+        return {}
+    return finish(config, records, tiles, log)
+
+
+def _run_fit(net, config: Config, train_set, val_set, val_steps: int, steps: int, chosen_callbacks) -> None:
     net.fit(
         train_set,
         validation_data=val_set,
         validation_steps=val_steps,
         epochs=config.epochs,
         steps_per_epoch=steps,
-        callbacks=[*callbacks_for(config, records, validation_batch, chief), *extra_callbacks],
+        callbacks=chosen_callbacks,
         verbose=1 if sys.stdout.isatty() else 2,
         shuffle=False,  # the input pipeline shuffles; Keras cannot shuffle a tf.data stream
     )
-    if not chief:
-        return {}
-    return finish(config, records, tiles, log)
 
 
 def learning_rate(config: Config, steps_per_epoch: int):

@@ -1,5 +1,5 @@
-"""JAX's room (`cellseg.backends`): stateless Threefry draws from raw key data [2] uint32, and the Segmenter's
-stateless training and test steps.
+"""JAX's room (`cellseg.backends`): stateless Threefry draws from raw key data [2] uint32, the Segmenter's
+stateless training and test steps, and where training runs (Keras' DataParallel over the local devices).
 
 Compatibility code: `Steps` overrides Keras' private `_symbolic_build` (tested
 in tests/test_segmenter.py, which fails when Keras changes it).
@@ -7,8 +7,12 @@ in tests/test_segmenter.py, which fails when Keras changes it).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+
 import jax
 import jax.numpy as jnp
+import keras
 
 
 def _key(seed):
@@ -64,3 +68,59 @@ class Steps:
 
     def _iterations_index(self):
         return next(i for i, v in enumerate(self.optimizer.variables) if v is self.optimizer.iterations)
+
+
+def prepare_devices(name: str, cpu_replicas: int = 0) -> None:
+    """The CPU split into `cpu_replicas` devices, before JAX starts its backend."""
+    if name == "multi_worker":
+        raise ValueError("--strategy=multi_worker runs on TensorFlow only (TF_CONFIG); on JAX, train on one host")
+    if cpu_replicas:
+        try:
+            jax.config.update("jax_num_cpu_devices", cpu_replicas)
+        except RuntimeError as error:
+            raise RuntimeError(f"cannot split the CPU into {cpu_replicas} devices once JAX has started: {error}")
+
+
+def make_strategy(name: str, cpu_replicas: int = 0) -> DataParallel:
+    """Keras' DataParallel over all local devices (auto, mirrored: the GPUs where there are some, else the
+    CPU's `cpu_replicas` devices), or over the first device (one_device)."""
+    prepare_devices(name, cpu_replicas)
+    gpus = [d for d in jax.devices() if d.platform != "cpu"]
+    devices = gpus or jax.devices("cpu")
+    if name == "one_device" or (not gpus and name == "auto" and cpu_replicas <= 1):
+        devices = devices[:1]
+    return DataParallel(devices)
+
+
+class DataParallel:
+    """`keras.distribution.DataParallel` over `devices`, with the few members of a tf.distribute strategy that
+    training uses: the replica count, a scope to build and fit in, and per-replica pipelines made global."""
+
+    def __init__(self, devices):
+        self.devices = list(devices)
+        self.num_replicas_in_sync = len(self.devices)
+        platform = self.devices[0].platform
+        self.description = (f"DataParallel over {len(self.devices)} {platform} devices on JAX" if len(self.devices) > 1
+                            else f"one {platform} device on JAX")
+        self._distribution = keras.distribution.DataParallel(devices=self.devices) if len(self.devices) > 1 else None
+
+    def scope(self):
+        return self._distribution.scope() if self._distribution else contextlib.nullcontext()
+
+    fitting = scope  # `fit` shards each batch over the devices under the distribution
+
+    def distribute_datasets_from_function(self, dataset_fn):
+        """The pipeline that `dataset_fn` makes for one host, its per-replica batches joined into global ones
+        (Keras splits each along the devices)."""
+        per_replica = dataset_fn(_OneHost(self.num_replicas_in_sync))
+        batch = per_replica.element_spec[0].shape[0]
+        return per_replica.unbatch().batch(batch * self.num_replicas_in_sync, drop_remainder=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class _OneHost:
+    """What a pipeline function reads of tf.distribute's InputContext: one host's pipeline."""
+
+    num_replicas_in_sync: int
+    num_input_pipelines: int = 1
+    input_pipeline_id: int = 0

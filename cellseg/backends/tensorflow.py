@@ -52,6 +52,48 @@ def batch_gather(flat, indices):
     return tf.gather(flat, indices, batch_dims=1)
 
 
+def make_strategy(name: str, cpu_replicas: int = 0) -> tf.distribute.Strategy:
+    """The tf.distribute strategy (`cellseg.distribute.make_strategy` says which).
+
+    auto: MirroredStrategy over all local GPUs, one device otherwise (or over
+    `cpu_replicas` logical CPU devices when given); mirrored: MirroredStrategy;
+    multi_worker: MultiWorkerMirroredStrategy from TF_CONFIG; one_device: the
+    first GPU, else the CPU.
+    """
+    if name == "multi_worker":
+        # Before anything starts the runtime: collectives are configured at start-up.
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    prepare_devices(name, cpu_replicas)
+    gpus = tf.config.list_logical_devices("GPU")
+    cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+    if name == "one_device":
+        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else cpus[0])
+    if gpus:
+        return tf.distribute.MirroredStrategy([d.name for d in gpus])
+    if name == "mirrored" or cpu_replicas > 1:
+        return tf.distribute.MirroredStrategy(cpus[: max(cpu_replicas, 1)])
+    return tf.distribute.OneDeviceStrategy(cpus[0])
+
+
+def prepare_devices(name: str, cpu_replicas: int = 0) -> None:
+    """The device settings that must precede TensorFlow's runtime (the CPU split into `cpu_replicas` logical
+    devices); `make_strategy` calls it, and a command calls it before anything of its own runs an op."""
+    if cpu_replicas and name != "multi_worker":
+        split_cpu(cpu_replicas)
+
+
+def split_cpu(replicas: int) -> None:
+    """Split the CPU into `replicas` logical devices (before TensorFlow starts its runtime)."""
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    current = tf.config.get_logical_device_configuration(cpu)
+    if current is not None and len(current) >= replicas:
+        return
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
+    except RuntimeError as error:
+        raise RuntimeError(f"cannot split the CPU into {replicas} devices once TensorFlow has started: {error}")
+
+
 class Steps:
     """`segmenter.Segmenter`'s steps on TensorFlow: each replica augments its part of the batch, with the replica
     in its seed."""

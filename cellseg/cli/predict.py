@@ -28,7 +28,8 @@ import sys
 
 from absl import flags
 
-from cellseg.cli import quiet  # noqa: I001 (first: TensorFlow loads without its start-up lines)
+from cellseg.cli import keras_backend  # noqa: I001 (first: it sets KERAS_BACKEND before Keras is imported)
+from cellseg.cli import quiet  # noqa: I001 (then TensorFlow loads without its start-up lines)
 with quiet.beam_import():
     from beam_pipelines import ctc_to_tfrecord, predict_sequences
 from cellseg import instances, predict, tiling
@@ -36,6 +37,7 @@ from cellseg.cli import common
 from cellseg.progress import Progress
 
 FLAGS = flags.FLAGS
+BACKEND = keras_backend.define(__name__)
 flags.DEFINE_string("model", None, "A cellseg model: a run folder, its checkpoints/best.keras, or its export/.")
 flags.DEFINE_string("input", None, "A CTC sequence folder (e.g. data/X/02), a (T, Y, X) TIFF or OME-TIFF stack "
                     "(results in <stem>_RES/), a TIFF, or a glob of TIFFs.")
@@ -77,10 +79,11 @@ def main(argv):
     overrides = {"mask_threshold": FLAGS.mask_threshold, "seed_threshold": FLAGS.seed_threshold,
                  "seed_peaks": FLAGS.seed_peaks, "min_size": FLAGS.min_size}
     try:
+        keras_backend.check(BACKEND.value)
         result = predict.run_prediction(FLAGS.input, FLAGS.model, FLAGS.output_dir, FLAGS.tile_size, FLAGS.overlap,
                                         overrides, FLAGS.overlays, Progress("segmenting frames"), FLAGS.tta,
                                         FLAGS.max_tile_pixels, FLAGS.track, _PIXEL_SIZE.value, _FRAME_INTERVAL.value)
-    except ValueError as error:
+    except (ValueError, RuntimeError) as error:
         common.fail("cellseg-predict", error)
     except KeyboardInterrupt:
         common.fail("cellseg-predict", f"interrupted; nothing written, {FLAGS.output_dir} is as it was")

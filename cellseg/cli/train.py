@@ -17,7 +17,8 @@ import os
 
 from absl import flags
 
-from cellseg.cli import quiet  # noqa: I001 (first: TensorFlow loads without its start-up lines)
+from cellseg.cli import keras_backend  # noqa: I001 (first: it sets KERAS_BACKEND before Keras is imported)
+from cellseg.cli import quiet  # noqa: I001 (then TensorFlow loads without its start-up lines)
 from cellseg import callbacks, distribute, instances, losses, plan, run_folder, targets, training
 from cellseg.cli import common
 
@@ -100,6 +101,7 @@ def _define(name: str, default):
 
 
 _FLAGS = [_define(name, default) for name, default in training.flat_fields()]
+BACKEND = keras_backend.define(__name__)
 flags.mark_flags_as_required(["records_dir", "model_dir"])
 
 
@@ -113,12 +115,13 @@ def flagfile_text(config: training.Config | None = None) -> str:
     if config is not None:
         for name, value in config.flat().items():
             flags.FLAGS[name].value = value
-    return "".join(flags.FLAGS[holder.name].serialize() + "\n" for holder in _FLAGS)
+    return "".join(flags.FLAGS[holder.name].serialize() + "\n" for holder in [*_FLAGS, BACKEND])
 
 
 def main(argv):
     common.start(argv)
     try:
+        keras_backend.check(BACKEND.value)
         config = config_from_flags()
         distribute.prepare_devices(config.strategy, config.cpu_replicas)  # before anything runs an op
         if config.strategy != "multi_worker" and "TF_CONFIG" not in os.environ:
