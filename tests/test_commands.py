@@ -69,6 +69,8 @@ def test_train_and_predict_on_jax_label_as_tensorflow_does(trained, tmp_path):
     for made in ("plan.json", "postprocess.json", "metrics.json", "flags.txt", "checkpoints/best.keras", "export"):
         assert (run / made).exists(), made
     assert "--backend=jax" in (run / "flags.txt").read_text()
+    again = command("train", f"--flagfile={run / 'flags.txt'}")  # resumes on JAX: trains nothing more
+    assert "(one cpu device on JAX)" in again.stdout and json.loads((run / "metrics.json").read_text())["epochs_run"] == 2
     assert list((run / "tensorboard").rglob("*.v2")), "no TensorBoard events"
     labels = {}
     for backend in ("jax", "tensorflow"):

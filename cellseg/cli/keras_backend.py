@@ -1,7 +1,7 @@
 """Keras' backend from a command's --backend: set before anything imports Keras, which reads it once.
 
 The commands that run a network (cellseg-train, cellseg-predict) import this
-module first. `--backend=jax` (or `--backend jax`) on the command line sets
+module first. `--backend=jax` (or `--backend jax`, or in a --flagfile) on the command line sets
 KERAS_BACKEND; without it, KERAS_BACKEND as set, else TensorFlow.
 """
 
@@ -16,12 +16,20 @@ BACKENDS = ("tensorflow", "jax")
 
 
 def _given(argv: list[str]) -> str | None:
+    """The last --backend of `argv`, a --flagfile's (a run's flags.txt) included, as absl reads them."""
+    chosen = None
     for index, arg in enumerate(argv):
         if arg.startswith("--backend="):
-            return arg.split("=", 1)[1]
-        if arg == "--backend" and index + 1 < len(argv):
-            return argv[index + 1]
-    return None
+            chosen = arg.split("=", 1)[1]
+        elif arg == "--backend" and index + 1 < len(argv):
+            chosen = argv[index + 1]
+        elif arg.startswith("--flagfile="):
+            try:
+                with open(arg.split("=", 1)[1]) as handle:
+                    chosen = _given(handle.read().split()) or chosen
+            except OSError:
+                pass  # absl's own parsing says what is wrong with the file
+    return chosen
 
 
 GIVEN = _given(sys.argv[1:])
