@@ -35,8 +35,14 @@ $(INSTALLED): $(BIN)/python setup.cfg pyproject.toml
 # wall time by a third on CI's two cores; more would only contend for them.
 TEST_WORKERS ?= 2
 
+# The modules of on-device code, run a second time on Keras' JAX backend (without the tests marked `tensorflow`):
+# their expected values are computed in numpy, so both backends are held to the same numbers.
+JAX_TESTS ?= tests/test_augment.py tests/test_targets.py tests/test_losses.py tests/test_metrics.py \
+	tests/test_model.py tests/test_segmenter.py
+
 test: $(INSTALLED)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS)
+	KERAS_BACKEND=jax JAX_PLATFORMS=cpu $(BIN)/python -m pytest -n $(TEST_WORKERS) -m 'not tensorflow' $(JAX_TESTS)
 
 demo: $(INSTALLED)
 	$(BIN)/cellseg-synth --kind=$(DEMO_KIND) --output_dir=$(DEMO_DATA) \

@@ -53,9 +53,9 @@ def main():
     parser.add_argument("--all", action="store_true", help="on a CPU too, base 64 with XLA as well as without")
     parser.add_argument("--output_json", default=os.path.join(SCRATCH, "training.json"))
     args = parser.parse_args()
-    if args.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
     strategy = distribute.make_strategy("auto")
+    if args.mixed_precision:
+        keras.mixed_precision.set_global_policy(distribute.mixed_policy())
     on_gpu = bool(tf.config.list_logical_devices("GPU"))
     rows = []
     for base in (int(b) for b in args.bases.split(",")):

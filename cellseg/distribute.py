@@ -41,6 +41,14 @@ def prepare_devices(name: str, cpu_replicas: int = 0) -> None:
     backends.current().prepare_devices(name, cpu_replicas)
 
 
+def mixed_policy() -> str:
+    """Keras' mixed-precision policy for the devices training runs on: bfloat16 compute where they have it (GPUs
+    of compute capability 8.0 or newer, TPUs, CPUs), float16 on older GPUs (where Keras scales the loss);
+    float32 weights either way. Call it after `make_strategy`."""
+    capability = backends.current().gpu_capability()
+    return "mixed_float16" if capability is not None and capability < (8, 0) else "mixed_bfloat16"
+
+
 def multi_worker(strategy) -> bool:
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 

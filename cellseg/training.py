@@ -141,9 +141,11 @@ def train(config: Config, extra_callbacks=(), log=print, chosen: plan.Plan | Non
     `chosen`: the plan that `config` already carries (`planned`); without it, the
     settings that `config` leaves at their defaults are planned here.
     """
-    if config.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
     strategy = distribute.make_strategy(config.strategy, config.cpu_replicas)  # before anything starts the runtime
+    if config.mixed_precision:
+        policy = distribute.mixed_policy()
+        keras.mixed_precision.set_global_policy(policy)
+        log(f"mixed precision: {policy} ({policy.split('_')[1]} compute, float32 weights)")
     if chosen is None:
         config, chosen = planned(config)
     chief = distribute.is_chief()
@@ -198,24 +200,19 @@ def _fit(config: Config, strategy, chief: bool, extra_callbacks, log) -> dict:
         )
     # Keras distributes the training set over the replicas itself (each batch is global).
     with distribute.fitting(strategy):
-        _run_fit(net, config, train_set, val_set, val_steps, steps,
-                 [*callbacks_for(config, records, validation_batch, chief), *extra_callbacks])
+        net.fit(
+            train_set,
+            validation_data=val_set,
+            validation_steps=val_steps,
+            epochs=config.epochs,
+            steps_per_epoch=steps,
+            callbacks=[*callbacks_for(config, records, validation_batch, chief), *extra_callbacks],
+            verbose=1 if sys.stdout.isatty() else 2,
+            shuffle=False,  # the input pipeline shuffles; Keras cannot shuffle a tf.data stream
+        )
     if not chief:
         return {}
     return finish(config, records, tiles, log)
-
-
-def _run_fit(net, config: Config, train_set, val_set, val_steps: int, steps: int, chosen_callbacks) -> None:
-    net.fit(
-        train_set,
-        validation_data=val_set,
-        validation_steps=val_steps,
-        epochs=config.epochs,
-        steps_per_epoch=steps,
-        callbacks=chosen_callbacks,
-        verbose=1 if sys.stdout.isatty() else 2,
-        shuffle=False,  # the input pipeline shuffles; Keras cannot shuffle a tf.data stream
-    )
 
 
 def learning_rate(config: Config, steps_per_epoch: int):

@@ -121,3 +121,50 @@ def test_the_gpu_benchmark_runs_on_the_cpu_with_jax_as_the_readme_shows(tmp_path
     keras_row = next(r for r in result["rows"] if r["model"].startswith("cellseg"))
     assert keras_row["base_filters"] == 4 and keras_row["images_per_s"] > 0 and keras_row["predict_ms"] > 0
     assert "| cellseg, Keras 3 on JAX, fit | 4 |" in (tmp_path / "gpu-cpu.md").read_text()
+
+
+DATA_PARALLEL = """
+import sys
+import numpy as np
+from cellseg import data, distribute
+import keras
+assert keras.backend.backend() == "jax"
+strategy = distribute.make_strategy("mirrored", 2)  # splits the CPU before JAX starts
+dataset, steps, tiles = distribute.validation_input(strategy, data.open_records(sys.argv[1]), 32, 3)
+batches = [[t.numpy() for t in batch] for batch in dataset.take(steps)]  # one pass: the pipeline repeats
+np.savez(sys.argv[2], images=np.concatenate([b[0] for b in batches]), labels=np.concatenate([b[1] for b in batches]),
+         sizes=[len(b[0]) for b in batches], counts=[strategy.num_replicas_in_sync, steps, tiles])
+print(strategy.description)
+"""
+
+
+def test_data_parallel_over_two_host_devices_gets_the_validation_tiles_in_full_global_batches(fluo_records, tmp_path):
+    from cellseg import data, target_ops
+
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    out = tmp_path / "batches.npz"
+    done = subprocess.run([sys.executable, "-c", DATA_PARALLEL, fluo_records, str(out)], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "DataParallel over 2 cpu devices on JAX"
+    got = np.load(out)
+    replicas, steps, tiles = got["counts"]
+    records = data.open_records(fluo_records)
+    assert replicas == 2 and tiles == data.validation_tile_count(records, 32)
+    # every step one global batch of 2 x 3 tiles, the real tiles first in the fixed order, then padding
+    assert list(got["sizes"]) == [6] * steps == [6] * data.validation_steps(tiles, 3, 1, 2)
+    pipeline = data.validation_dataset(records, 32, 3, replicas=2, tile_count=tiles)
+    expected = pipeline.unbatch().take(len(got["images"]))
+    np.testing.assert_array_equal(got["images"], np.stack([image.numpy() for image, _, _ in expected]))
+    padding = np.all(got["labels"] == target_ops.PADDING_LABEL, axis=(1, 2, 3))
+    assert not padding[:tiles].any() and padding[tiles:].all()
+
+
+@pytest.mark.parametrize("capability, policy", [(None, "mixed_bfloat16"), ((7, 5), "mixed_float16"),
+                                                ((8, 0), "mixed_bfloat16"), ((9, 0), "mixed_bfloat16")])
+def test_mixed_precision_is_bfloat16_where_the_devices_have_it(monkeypatch, capability, policy):
+    from cellseg import backends, distribute
+
+    assert backends.current().gpu_capability() is None  # the CPU that the tests run on
+    monkeypatch.setattr(backends.current(), "gpu_capability", lambda: capability)
+    assert distribute.mixed_policy() == policy

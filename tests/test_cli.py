@@ -81,3 +81,22 @@ def test_a_tiny_real_run_of_every_command_prints_no_start_up_lines(tmp_path):
         assert done.returncode == 0, (command, done.stderr[-2000:])
         noise = STARTUP_NOISE.search(done.stdout + done.stderr)
         assert not noise, f"cellseg-{command}: {noise.group(0)!r} in\n{(done.stdout + done.stderr)[-3000:]}"
+
+
+def test_the_backend_is_read_from_the_command_line_and_its_flagfiles(tmp_path):
+    from cellseg.cli import keras_backend
+
+    flagfile = tmp_path / "flags.txt"
+    flagfile.write_text("--epochs=2\n--backend=jax\n")
+    assert keras_backend._given(["--epochs=2"]) is None
+    assert keras_backend._given(["--backend", "jax"]) == "jax"
+    assert keras_backend._given([f"--flagfile={flagfile}"]) == "jax"
+    assert keras_backend._given([f"--flagfile={flagfile}", "--backend=tensorflow"]) == "tensorflow"  # last wins
+    assert keras_backend._given(["--backend=tensorflow", f"--flagfile={flagfile}"]) == "jax"
+    assert keras_backend._given([f"--flagfile={tmp_path / 'missing'}"]) is None  # absl says what is wrong
+    import keras
+
+    assert keras.backend.backend() == "tensorflow"  # this process's
+    keras_backend.check("tensorflow")
+    with pytest.raises(RuntimeError, match="Keras runs on tensorflow, not --backend=jax"):
+        keras_backend.check("jax")

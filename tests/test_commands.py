@@ -201,3 +201,25 @@ def test_predict_on_beam_from_the_command_line_equals_the_single_process(trained
     alone = command("predict", f"--model={run}", f"--input={data}", f"--output_dir={tmp_path / 'bad'}",
                     "--direct_num_workers=2", ok=False)
     assert "Unknown command line flag 'direct_num_workers'" in alone.stderr
+
+
+def test_mixed_precision_computes_in_bfloat16_on_the_cpu_on_both_backends(trained, tmp_path):
+    """--mixed_precision as typed, on TensorFlow and on JAX: the log names the policy the devices get (bfloat16 on
+    a CPU), the checkpoint records it with float32 weights, and its training and validation losses stay finite."""
+    import keras
+
+    _, _, records, _, _ = trained
+    for backend in ("tensorflow", "jax"):
+        run = tmp_path / backend
+        done = command("train", f"--backend={backend}", f"--records_dir={records}", f"--model_dir={run}",
+                       "--epochs=1", "--steps_per_epoch=2", "--mixed_precision", "--notune_postprocessing", *TINY_NET)
+        assert "mixed precision: mixed_bfloat16 (bfloat16 compute, float32 weights)" in done.stdout, backend
+        metrics = json.loads((run / "metrics.json").read_text())
+        losses = [float(metrics["final_epoch"]["loss"]), metrics["validation"]["loss"]]
+        assert np.isfinite(losses).all(), (backend, metrics)
+        net = keras.saving.load_model(run / "checkpoints" / "best.keras", compile=False)
+        assert net.dtype_policy.name == "mixed_bfloat16", (backend, net.dtype_policy)
+        assert all(weight.dtype == "float32" for weight in net.weights)
+        # Loaded outside the run, the U-Net inside is rebuilt under the global float32 policy: prediction computes
+        # in float32 whatever the run trained in.
+        assert {layer.dtype_policy.name for layer in net.unet.layers if layer.weights} == {"float32"}

@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-import tensorflow as tf
+from keras import ops
 
 from cellseg import losses, preprocess, target_ops
 
@@ -16,17 +16,18 @@ def test_weighted_bce_and_tversky_match_numpy():
     logits = rng.normal(0, 2, mask.shape).astype(np.float32)
     weights = rng.random(mask.shape).astype(np.float32) * 5
     expected = np.mean(weights * numpy_bce(mask, logits))
-    assert losses.weighted_bce(mask, logits, weights).numpy() == pytest.approx(expected, rel=1e-5)
+    assert float(losses.weighted_bce(mask, logits, weights)) == pytest.approx(expected, rel=1e-5)
     p = 1 / (1 + np.exp(-logits))
     tp, fp, fn = (mask * p).sum(), ((1 - mask) * p).sum(), (mask * (1 - p)).sum()
-    assert losses.tversky(mask, p, 0.3, 0.7).numpy() == pytest.approx(1 - (tp + 1) / (tp + 0.3 * fp + 0.7 * fn + 1), rel=1e-5)
+    expected_tversky = 1 - (tp + 1) / (tp + 0.3 * fp + 0.7 * fn + 1)
+    assert float(losses.tversky(mask, p, 0.3, 0.7)) == pytest.approx(expected_tversky, rel=1e-5)
     dice = 1 - (2 * tp + 2) / (2 * tp + fp + fn + 2)  # alpha = beta = 0.5 is the soft Dice loss
-    assert losses.tversky(mask, p, 0.5, 0.5).numpy() == pytest.approx(dice, rel=1e-5)
+    assert float(losses.tversky(mask, p, 0.5, 0.5)) == pytest.approx(dice, rel=1e-5)
 
 
 def packed(mask, weights):
     """A binary target's `y_true` (target_ops.pack): mask and weights as two channels."""
-    return tf.constant(np.concatenate([mask, np.broadcast_to(weights, mask.shape)], -1), tf.float32)
+    return ops.convert_to_tensor(np.concatenate([mask, np.broadcast_to(weights, mask.shape)], -1), "float32")
 
 
 def mask_with_fraction(fraction, size=40):
@@ -44,7 +45,7 @@ def balanced_weights(mask):
 def test_perfect_prediction_costs_nearly_nothing(kind):
     mask = mask_with_fraction(0.3)
     logits = np.where(mask > 0, 20.0, -20.0).astype(np.float32)
-    loss = losses.SegmentationLoss(kind, target="binary")(packed(mask, balanced_weights(mask)), tf.constant(logits))
+    loss = losses.SegmentationLoss(kind, target="binary")(packed(mask, balanced_weights(mask)), logits)
     assert float(loss) < 0.01
 
 
@@ -52,19 +53,23 @@ def test_all_background_is_punished_on_sparse_cells_as_on_dense_ones():
     """Class balance: a blank prediction scores 95 % pixel accuracy on a 5 % mask, yet costs as
     much as on a 50 % mask; unweighted cross-entropy would let it off ten times cheaper."""
     loss = losses.SegmentationLoss(target="binary")
-    blank = lambda mask: tf.constant(np.full(mask.shape, -4.0, np.float32))  # noqa: E731
+    blank = lambda mask: ops.full(mask.shape, -4.0)  # noqa: E731
     sparse, dense = mask_with_fraction(0.05), mask_with_fraction(0.5)
     sparse_loss = float(loss(packed(sparse, balanced_weights(sparse)), blank(sparse)))
     dense_loss = float(loss(packed(dense, balanced_weights(dense)), blank(dense)))
     assert sparse_loss == pytest.approx(dense_loss, rel=0.02)
-    perfect = float(loss(packed(sparse, balanced_weights(sparse)), tf.constant(np.where(sparse > 0, 4.0, -4.0))))
+    sure = ops.convert_to_tensor(np.where(sparse > 0, 4.0, -4.0), "float32")
+    perfect = float(loss(packed(sparse, balanced_weights(sparse)), sure))
     assert sparse_loss > 5 * perfect
     unweighted_sparse = numpy_bce(sparse, np.full(sparse.shape, -4.0)).mean()
     unweighted_dense = numpy_bce(dense, np.full(dense.shape, -4.0)).mean()
     assert unweighted_sparse < 0.2 * unweighted_dense
 
 
+@pytest.mark.tensorflow  # tf.distribute's replicas
 def test_loss_is_scaled_per_replica_so_gradients_do_not_grow_with_replicas():
+    import tensorflow as tf
+
     strategy = tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")][:2])
     mask = mask_with_fraction(0.2)
     y_true, logits = packed(mask, balanced_weights(mask)), tf.constant(np.zeros(mask.shape, np.float32))

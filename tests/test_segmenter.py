@@ -5,10 +5,12 @@ import inspect
 
 import keras
 import numpy as np
+import pytest
 
 from cellseg import segmenter
 
 
+@pytest.mark.tensorflow  # keras.Model is the TensorFlow trainer there
 def test_the_keras_build_hook_segmenter_overrides_still_exists_with_its_signature():
     hook = getattr(keras.Model, "_maybe_symbolic_build", None)
     assert hook is not None, "Keras no longer has Model._maybe_symbolic_build; see cellseg/backends/tensorflow.py"

@@ -70,6 +70,14 @@ class Steps:
         return next(i for i, v in enumerate(self.optimizer.variables) if v is self.optimizer.iterations)
 
 
+def gpu_capability() -> tuple[int, int] | None:
+    """The first GPU's CUDA compute capability, None without a GPU (a TPU's or the CPU's)."""
+    gpus = [d for d in jax.devices() if d.platform == "gpu"]
+    if not gpus:
+        return None
+    return tuple(int(part) for part in str(getattr(gpus[0], "compute_capability", "0.0")).split(".")[:2])
+
+
 def prepare_devices(name: str, cpu_replicas: int = 0) -> None:
     """The CPU split into `cpu_replicas` devices, before JAX starts its backend."""
     if name == "multi_worker":

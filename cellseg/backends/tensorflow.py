@@ -75,6 +75,14 @@ def make_strategy(name: str, cpu_replicas: int = 0) -> tf.distribute.Strategy:
     return tf.distribute.OneDeviceStrategy(cpus[0])
 
 
+def gpu_capability() -> tuple[int, int] | None:
+    """The first GPU's CUDA compute capability, None without a GPU."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return None
+    return tuple(tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0)))
+
+
 def prepare_devices(name: str, cpu_replicas: int = 0) -> None:
     """The device settings that must precede TensorFlow's runtime (the CPU split into `cpu_replicas` logical
     devices); `make_strategy` calls it, and a command calls it before anything of its own runs an op."""

@@ -73,7 +73,8 @@ HELP = {
     "strategy": ("auto: all local GPUs (MirroredStrategy), else one device; multi_worker reads TF_CONFIG.",
                  {"enum_values": distribute.STRATEGIES}),
     "cpu_replicas": ("Split the CPU into N logical devices (MirroredStrategy without GPUs).", {"lower_bound": 0}),
-    "mixed_precision": ("float16 compute, float32 weights (GPUs).", {}),
+    "mixed_precision": ("bfloat16 compute where the devices have it (float16 on GPUs older than compute "
+                        "capability 8.0), float32 weights.", {}),
     "jit_compile": ("Compile the training step with XLA.", {}),
     "early_stopping_patience": ("Stop after this many epochs without a better validation Dice.", {"lower_bound": 1}),
     "reduce_lr_patience": ("Halve the learning rate after this many epochs without a lower validation loss.",
