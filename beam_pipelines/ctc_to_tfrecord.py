@@ -15,7 +15,6 @@ every argument it does not know to Beam's PipelineOptions (--runner,
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime
 import hashlib
@@ -30,10 +29,10 @@ import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
-from apache_beam.options.pipeline_options import PipelineOptions, PrismRunnerOptions, StandardOptions
-from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+from apache_beam.options.pipeline_options import PipelineOptions
 
 import cellseg
+from beam_pipelines import jobs
 from cellseg import ctc, errors, preprocess, schema, targets, tiff
 
 TRAIN, VAL = "train", "val"
@@ -130,15 +129,6 @@ def split_of(frame: ctc.Frame, settings: Settings) -> str:
     return VAL if int.from_bytes(digest[:8], "big") / 2.0**64 < settings.val_fraction else TRAIN
 
 
-def read_bytes(path: str) -> bytes:
-    """A whole file from any Beam filesystem."""
-    try:
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            return handle.read()
-    except Exception as error:  # BeamIOError, FileNotFoundError, permission errors
-        raise ValueError(f"{path}: cannot read ({errors.first_line(error)})") from error
-
-
 class BadInput(ValueError):
     """An input file that cannot be used; `path` names it, the message says why."""
 
@@ -161,7 +151,7 @@ class Converted:
     stats: dict
 
 
-def convert_frame(frame: ctc.Frame, mask_path: str, truth: str, settings: Settings, read=read_bytes) -> Converted:
+def convert_frame(frame: ctc.Frame, mask_path: str, truth: str, settings: Settings, read=jobs.read_bytes) -> Converted:
     """Read, check, preprocess and encode one frame; BadInput names the file at fault and why."""
     raw = _read_tiff(frame.image, read)
     labels = _read_tiff(mask_path, read)
@@ -326,11 +316,6 @@ def _class_fractions(foreground: float, boundary: float) -> list[float]:
     return [1.0 - foreground, foreground - boundary, boundary]
 
 
-def write_json(value: dict, path: str) -> None:
-    with FileSystems.create(path, mime_type="application/json") as handle:
-        handle.write((json.dumps(value, indent=2, sort_keys=False) + "\n").encode())
-
-
 # --- the pipeline ----------------------------------------------------------------------
 
 
@@ -357,7 +342,7 @@ def build(pipeline: beam.Pipeline, items: list[Item], settings: Settings, output
         results[STATS]
         | "Summarize" >> beam.CombineGlobally(SummarizeOutcomes())
         | "Describe" >> beam.Map(describe, context)
-        | "WriteDatasetJson" >> beam.Map(write_json, _join(output.directory, "dataset.json"))
+        | "WriteDatasetJson" >> beam.Map(jobs.write_json, _join(output.directory, "dataset.json"))
     )
 
 
@@ -392,9 +377,9 @@ def run(
     }
     print(f"converting {len(items)} inputs from {', '.join(inputs)} into {output.directory}", file=sys.stderr)
     options = PipelineOptions(beam_args or [])
-    runner = local_runner(options)
+    runner = jobs.local_runner(options)
     if runner is not None:
-        options = PipelineOptions(with_local_defaults(beam_args or []))
+        options = PipelineOptions(jobs.with_local_defaults(beam_args or []))
     with beam.Pipeline(runner=runner, options=options) as pipeline:
         build(pipeline, items, settings, output, context)
     with FileSystems.open(_join(output.directory, "dataset.json"), compression_type=CompressionTypes.UNCOMPRESSED) as f:
@@ -415,33 +400,6 @@ def check_val_sequences(items: list[Item], val_sequences) -> None:
         raise ValueError(f"--val_sequences: no sequence {', '.join(missing)}; found {', '.join(names) or 'none'}")
 
 
-def local_runner(options: PipelineOptions):
-    """The Python FnApiRunner for DirectRunner jobs; None (Beam's choice) for any other runner.
-
-    Beam's DirectRunner first tries its Go-based Prism runner, which it downloads
-    from GitHub at run time, and falls back to the FnApiRunner when that fails.
-    cellseg goes straight to the FnApiRunner, which honours --direct_running_mode
-    and --direct_num_workers, so a local conversion never needs the internet.
-    Pass --prism_location to use Prism.
-    """
-    runner = options.view_as(StandardOptions).runner
-    if runner in (None, "DirectRunner") and not options.view_as(PrismRunnerOptions).prism_location:
-        return FnApiRunner()
-    return None
-
-
-def with_local_defaults(beam_args: list[str]) -> list[str]:
-    """Local jobs default to threads on all cores, the fastest DirectRunner mode measured
-    (benchmarks/convert.py: 1.5x a plain loop on 2 cores, where one process gives 0.9x and
-    multi_processing 1.0x, its workers each starting TensorFlow). The user's choice wins."""
-    args = list(beam_args)
-    if not any(arg.startswith("--direct_running_mode") for arg in args):
-        args.append("--direct_running_mode=multi_threading")
-        if not any(arg.startswith("--direct_num_workers") for arg in args):
-            args.append("--direct_num_workers=0")
-    return args
-
-
 def _clear_output(directory: str, overwrite: bool) -> None:
     patterns = [_join(directory, name) for name in OUTPUT_GLOBS]
     existing = [m.path for result in FileSystems.match(patterns) for m in result.metadata_list]
@@ -455,22 +413,6 @@ def _clear_output(directory: str, overwrite: bool) -> None:
 
 def _join(directory: str, name: str) -> str:
     return FileSystems.join(directory, name)
-
-
-def unknown_beam_args(args: list[str]) -> list[str]:
-    """The arguments that no Beam PipelineOptions class knows (Beam itself would drop them with a warning)."""
-    parser = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
-    seen = set()
-    for cls in PipelineOptions.__subclasses__():
-        if cls.__name__ in seen:
-            continue
-        seen.add(cls.__name__)
-        try:
-            cls._add_argparse_args(parser)  # pylint: disable=protected-access
-        except argparse.ArgumentError:
-            continue
-    _, unknown = parser.parse_known_args(args)
-    return [arg for arg in unknown if arg.startswith("-")]
 
 
 def format_counts(description: dict) -> str:

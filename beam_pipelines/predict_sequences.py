@@ -53,7 +53,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_pipelines import ctc_to_tfrecord
+from beam_pipelines import jobs
 from cellseg import ctc, errors, predict, resampling, run_folder, stacks, staging, tiff, tiling, tracking
 
 ERRORS, STATS, SUMMARY = "errors", "stats", "predictions.json"
@@ -174,7 +174,7 @@ def frames_of(sequence: Sequence):
         for name, path in sequence.frames:
             frame = Frame(sequence.key, sequence.name, name, path)
             try:
-                raw = tiff.read(ctc_to_tfrecord.read_bytes(path), name=path)
+                raw = tiff.read(jobs.read_bytes(path), name=path)
                 _check_finite(raw, path)
             except ValueError as error:
                 yield beam.pvalue.TaggedOutput(ERRORS, {"sequence": sequence.key, "path": path, "reason": str(error)})
@@ -186,7 +186,7 @@ def frames_of(sequence: Sequence):
         if "://" in local:  # tifffile reads a local file
             local = os.path.join(scratch, _basename(sequence.stack))
             with open(local, "wb") as handle:
-                handle.write(ctc_to_tfrecord.read_bytes(sequence.stack))
+                handle.write(jobs.read_bytes(sequence.stack))
         try:
             with stacks.Stack(local) as stack:
                 for index, name in enumerate(stack.names()):
@@ -288,7 +288,7 @@ def _local_model(path: str) -> str:
         if FileSystems.exists(source):
             os.makedirs(os.path.dirname(destination), exist_ok=True)
             with open(destination, "wb") as handle:
-                handle.write(ctc_to_tfrecord.read_bytes(source))
+                handle.write(jobs.read_bytes(source))
     return target
 
 
@@ -402,7 +402,7 @@ def build(pipeline: beam.Pipeline, sequences: list[Sequence], output_dir: str, s
          | "AllStats" >> beam.Flatten()
          | "Count" >> beam.CombineGlobally(Count())
          | "Describe" >> beam.Map(lambda counts: {**counts, **context})
-         | "WriteSummary" >> beam.Map(ctc_to_tfrecord.write_json, FileSystems.join(output_dir, SUMMARY)))
+         | "WriteSummary" >> beam.Map(jobs.write_json, FileSystems.join(output_dir, SUMMARY)))
 
 
 def run(source: str, output_dir: str, settings: Settings, beam_args: list[str] | None = None) -> dict:
@@ -422,9 +422,9 @@ def run(source: str, output_dir: str, settings: Settings, beam_args: list[str] |
           f"{source} into {output_dir}", file=sys.stderr)
     context = {"frames_found": frames if not stacked else None, "source": source, "model": settings.model}
     options = PipelineOptions(beam_args or [])
-    runner = ctc_to_tfrecord.local_runner(options)
+    runner = jobs.local_runner(options)
     if runner is not None:
-        options = PipelineOptions(ctc_to_tfrecord.with_local_defaults(beam_args or []))
+        options = PipelineOptions(jobs.with_local_defaults(beam_args or []))
     with beam.Pipeline(runner=runner, options=options) as pipeline:
         build(pipeline, sequences, output_dir, settings, context)
     with FileSystems.open(FileSystems.join(output_dir, SUMMARY),

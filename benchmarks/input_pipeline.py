@@ -29,11 +29,11 @@ import tensorflow as tf  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 from beam_pipelines import ctc_to_tfrecord as convert  # noqa: E402
-from cellseg import augment, data, schema, synthetic  # noqa: E402
+from cellseg import augment, batches, data, records as records_lib, schema, synthetic  # noqa: E402
 from common import SCRATCH, show, write  # noqa: E402
 
 
-def records(frames: int, size: int) -> data.Records:
+def records(frames: int, size: int) -> records_lib.Records:
     """The converted dataset, synthesised and converted again when missing or of an older schema."""
     root = os.path.join(SCRATCH, f"Fluo-N2DH-INPUT-{frames}x{size}")
     out = os.path.join(SCRATCH, f"records-input-{frames}x{size}")
@@ -47,10 +47,10 @@ def records(frames: int, size: int) -> data.Records:
         print(f"synthesising and converting {frames} frames of {size} x {size}", file=sys.stderr)
         synthetic.write_dataset(root, synthetic.Config(kind="fluo", sequences=1, frames=frames, height=size, width=size))
         convert.run([root], convert.Output(out), convert.Settings(val_fraction=0.0), overwrite=True)
-    return data.open_records(out)
+    return records_lib.open_records(out)
 
 
-def in_memory_frames(rec: data.Records):
+def in_memory_frames(rec: records_lib.Records):
     """(c)'s starting point: every training frame decoded into numpy arrays (image, labels, maps)."""
     images, labels, maps = [], [], []
     for frame in data._read(tf.data.Dataset.from_tensor_slices(list(rec.train)), rec, len(rec.train), True):
@@ -122,6 +122,8 @@ def main():
     on = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
     rows = [
         ("(a) tf.data alone", rate(pipeline(), args.batches, args.batch)),
+        ("(a2) numpy batches alone (cellseg.batches: JAX's input, no TensorFlow)",
+         rate(batches.training_input(rec, args.patch, args.batch, seed=0), args.batches, args.batch)),
         (f"(b1) tf.data + augment (symmetries, elastic), XLA on {on}",
          rate(augmented(pipeline(), geometry), args.batches, args.batch)),
         (f"(b2) tf.data + augment (all parts on), XLA on {on}",

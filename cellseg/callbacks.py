@@ -15,9 +15,8 @@ import signal
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from cellseg import instances, segmenter, target_ops, targets, tiling
+from cellseg import board, files, instances, segmenter, target_ops, targets, tiling
 
 
 class ValidationImages(keras.callbacks.Callback):
@@ -30,18 +29,17 @@ class ValidationImages(keras.callbacks.Callback):
 
     def __init__(self, log_dir: str, batch, count: int):
         super().__init__()
-        self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "images"))
-        real = tf.logical_not(target_ops.is_padding(batch[1]))
-        self.images, self.labels, self.maps = (tf.boolean_mask(tensor, real)[:count] for tensor in batch)
+        self.writer = board.Writer(os.path.join(log_dir, "images"))
+        real = ~keras.ops.convert_to_numpy(target_ops.is_padding(batch[1]))
+        self.images, self.labels, self.maps = (np.asarray(tensor)[real][:count] for tensor in batch)
 
     def on_epoch_end(self, epoch, logs=None):
         target = self.model.target
         outputs = target_ops.activate(target, self.model(self.images, training=False))
         truth, predicted = target_ops.picture(target, self.model.pack(self.labels, self.maps), outputs)
-        panels = tf.concat([self.images, truth, predicted], axis=2)  # side by side
-        with self.writer.as_default():
-            tf.summary.image("validation: image | target | prediction", panels, step=epoch,
-                             max_outputs=len(self.images))
+        panels = np.concatenate([self.images, *(keras.ops.convert_to_numpy(p) for p in (truth, predicted))],
+                                axis=2)  # side by side
+        self.writer.images("validation: image | target | prediction", panels, epoch)
         self.writer.flush()
 
 
@@ -101,14 +99,14 @@ class Backup(keras.callbacks.BackupAndRestore):
 
     def _save_model(self):
         # Overrides Keras' private writer (tests/test_training.py checks it still exists).
-        tf.io.gfile.makedirs(self.backup_dir)
+        files.makedirs(self.backup_dir)
         partial_weights = os.path.join(self.backup_dir, "partial.weights.h5")
         partial_metadata = self._training_metadata_path + ".partial"
         self.model.save_weights(partial_weights, overwrite=True)
-        with tf.io.gfile.GFile(partial_metadata, "w") as handle:
+        with files.open_file(partial_metadata, "w") as handle:
             handle.write(json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen}))
-        tf.io.gfile.rename(partial_weights, self._weights_path, overwrite=True)
-        tf.io.gfile.rename(partial_metadata, self._training_metadata_path, overwrite=True)
+        files.replace(partial_weights, self._weights_path)
+        files.replace(partial_metadata, self._training_metadata_path)
 
 
 class BestCheckpoint(keras.callbacks.Callback):
@@ -127,14 +125,14 @@ class BestCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
         better = value is not None and value > self.best
-        if not better and tf.io.gfile.exists(self.path):
+        if not better and files.exists(self.path):
             return
         if better:
             self.best = float(value)
         partial = self.path[: -len(".keras")] + ".partial.keras"
-        tf.io.gfile.makedirs(os.path.dirname(self.path))
+        files.makedirs(os.path.dirname(self.path))
         self.model.save(partial)
-        tf.io.gfile.rename(partial, self.path, overwrite=True)
+        files.replace(partial, self.path)
 
 
 class StopOnInterrupt(keras.callbacks.Callback):
@@ -176,5 +174,5 @@ class WriteAtStart(keras.callbacks.Callback):
         self.path, self.text = path, text
 
     def on_train_begin(self, logs=None):
-        with tf.io.gfile.GFile(self.path, "w") as handle:
+        with files.open_file(self.path, "w") as handle:
             handle.write(self.text)

@@ -12,102 +12,16 @@ Batches are tuples `(image, labels, maps)`, each `[batch, patch, patch, C]`:
   neighbour distance maps.
 
 Class weights come from the training split's class fractions in
-`dataset.json` (`Records.class_weights`), so a mostly-background dataset does
+`dataset.json` (`records.Records.class_weights`), so a mostly-background dataset does
 not collapse to an all-background prediction.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import math
-import os
-
-import numpy as np
 import tensorflow as tf
 
-from cellseg import preprocess, resampling, schema, target_ops, targets
-
-
-@dataclasses.dataclass(frozen=True)
-class Records:
-    """A converted dataset: its folder, `dataset.json` and shard lists; its frames are read at `scale`
-    (`cellseg.resampling`)."""
-
-    directory: str
-    description: dict
-    train: tuple[str, ...]
-    val: tuple[str, ...]
-    scale: float = 1.0
-
-    @property
-    def frame_sizes(self) -> list[tuple[int, int]]:
-        """The frame sizes of `dataset.json`, at `scale`."""
-        return [resampling.size_of(height, width, self.scale) for height, width in self.description["frame_sizes"]]
-
-    @property
-    def compression(self) -> str:
-        return "GZIP" if self.description["shards"]["compression"] == "gzip" else ""
-
-    def class_weights(self, target: str, power: float = preprocess.CLASS_WEIGHT_POWER) -> tuple[float, ...]:
-        """Weights per class of `target` from the training split's class fractions (`preprocess.softened_weights`).
-
-        (background, cell) for binary and distance targets; (background,
-        interior, boundary) for three_class.
-        """
-        return class_weights(self.description, target, power)
-
-    @property
-    def has_distances(self) -> bool:
-        """Whether the records hold the distance maps (converted with --distance_maps)."""
-        return bool(self.description["settings"].get("distance_maps"))
-
-
-def class_weights(description: dict, target: str, power: float = preprocess.CLASS_WEIGHT_POWER) -> tuple[float, ...]:
-    """`Records.class_weights` of a `dataset.json`'s content."""
-    if len(targets.get(target).class_names) > 2:
-        return preprocess.softened_weights(description["class_fractions"], power)
-    foreground = description["foreground_fraction"] or 0.5
-    return preprocess.softened_weights([1.0 - foreground, foreground], power)
-
-
-def read_description(directory: str) -> dict:
-    """A converted dataset's `dataset.json`, its schema version checked; it runs no TensorFlow op (a
-    multi-worker job's collectives can still be configured after it)."""
-    path = os.path.join(directory, "dataset.json")
-    if not tf.io.gfile.exists(path):
-        raise ValueError(f"{directory}: no dataset.json; convert a dataset first (cellseg-convert)")
-    with tf.io.gfile.GFile(path) as handle:
-        description = json.load(handle)
-    schema.check_version(description.get("schema_version", -1), path)
-    return description
-
-
-def open_records(directory: str, scale: float = 1.0) -> Records:
-    """Read `dataset.json` and list the shards, to be read at `scale`; ValueError with a clear message when
-    unusable."""
-    description = read_description(directory)
-    suffix = "tfrecord.gz" if description["shards"]["compression"] == "gzip" else "tfrecord"
-    shards = {
-        split: tuple(sorted(tf.io.gfile.glob(os.path.join(directory, f"{split}-*.{suffix}"))))
-        for split in ("train", "val")
-    }
-    if not shards["train"]:
-        raise ValueError(f"{directory}: no train-*.{suffix} shards")
-    for shard in shards["train"][:1] + shards["val"][:1]:
-        _check_first_record(shard, "GZIP" if suffix.endswith(".gz") else "")
-    return Records(directory, description, shards["train"], shards["val"], scale)
-
-
-def _check_first_record(shard: str, compression: str) -> None:
-    """SchemaError (a ValueError) when a shard's first record is of another schema version than dataset.json's."""
-    try:
-        first = [raw.numpy() for raw in tf.data.TFRecordDataset(shard, compression_type=compression).take(1)]
-    except tf.errors.OpError as error:
-        raise ValueError(f"{shard}: not a readable TFRecord shard ({error.message.splitlines()[0]})") from None
-    if first:
-        feature = tf.train.Example.FromString(first[0]).features.feature.get("schema_version")
-        schema.check_version(feature.int64_list.value[0] if feature and feature.int64_list.value else -1, shard)
+from cellseg import distribute, records as records_lib, resampling, schema, target_ops
+from cellseg.records import Records
 
 
 def training_dataset(
@@ -155,27 +69,24 @@ def training_dataset(
     return batches.with_options(options)
 
 
-MAX_VALIDATION_TILES = 256  # validation tiles scored each epoch (the first of the fixed order)
-
-
 def validation_dataset(records: Records, patch_size: int, batch_size: int, distances: bool = False,
                        pipelines: int = 1, pipeline: int = 0, replicas: int = 1,
                        tile_count: int | None = None) -> tf.data.Dataset:
     """The validation frames cut into patch-sized tiles that cover them, in a fixed order, in full batches.
 
     The same tiles every epoch, so validation metrics are comparable between
-    epochs: the first `tile_count` (`validation_tile_count`: all of them, up to
-    MAX_VALIDATION_TILES). With several input `pipelines` (hosts), pipeline `pipeline` keeps
+    epochs: the first `tile_count` (`records.validation_tile_count`: all of them, up to
+    `records.MAX_VALIDATION_TILES`). With several input `pipelines` (hosts), pipeline `pipeline` keeps
     every `pipelines`-th tile. Each pipeline's tiles are padded with tiles of
     `target_ops.PADDING_LABEL` (zero weight: the loss and the metrics skip them) up to
-    `validation_steps` x `replicas` batches of `batch_size`, the same count on
+    `records.validation_steps` x `replicas` batches of `batch_size`, the same count on
     every pipeline: no replica is ever handed an empty or short batch, every host
     runs as many steps, and the metrics stay those of the real tiles. The
     dataset repeats, one pass per `validation_steps` steps.
     """
     if tile_count is None:
-        tile_count = validation_tile_count(records, patch_size)
-    steps = validation_steps(tile_count, batch_size, pipelines, replicas)
+        tile_count = records_lib.validation_tile_count(records, patch_size)
+    steps = records_lib.validation_steps(tile_count, batch_size, pipelines, replicas)
     tiles = validation_tiles(records, patch_size, distances).take(tile_count)
     if pipelines > 1:
         tiles = tiles.shard(pipelines, pipeline)
@@ -192,11 +103,6 @@ def validation_dataset(records: Records, patch_size: int, batch_size: int, dista
     return batches.with_options(options)
 
 
-def validation_steps(tile_count: int, batch_size: int, pipelines: int = 1, replicas: int = 1) -> int:
-    """Steps of one validation pass: enough for the pipeline with the most tiles, `replicas` batches a step."""
-    return max(1, math.ceil(math.ceil(tile_count / pipelines) / (batch_size * replicas)))
-
-
 def validation_tiles(records: Records, patch_size: int, distances: bool = False) -> tf.data.Dataset:
     """The validation tiles (image, labels, maps), one by one, in a fixed order; ValueError when there are none."""
     if not records.val:
@@ -204,43 +110,6 @@ def validation_tiles(records: Records, patch_size: int, distances: bool = False)
     files = tf.data.Dataset.from_tensor_slices(list(records.val))
     frames = _read(files, records, len(records.val), deterministic=True)
     return frames.flat_map(lambda frame: _tiles(frame, patch_size, distances))
-
-
-def validation_frames(records: Records):
-    """(image [H, W], labels [H, W]) numpy pairs of every whole validation frame, in a fixed order."""
-    files = tf.data.Dataset.from_tensor_slices(list(records.val))
-    for frame in _read(files, records, len(records.val), deterministic=True):
-        yield frame["image"].numpy()[..., 0], frame["labels"].numpy()[..., 0]
-
-
-def validation_sample(records: Records, limit: int, max_pixels: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """At most `limit` whole validation frames (image, labels), every n-th of them: memory stays bounded on
-    long sequences. `max_pixels` lowers the limit for large frames (one frame at least)."""
-    if max_pixels:
-        largest = max((h * w for h, w in records.frame_sizes), default=1)
-        limit = max(1, min(limit, max_pixels // largest))
-    stride = max(1, -(-records.description["counts"]["val"] // limit))
-    return [frame for index, frame in enumerate(validation_frames(records)) if not index % stride]
-
-
-def validation_tile_count(records: Records, patch_size: int) -> int:
-    """Tiles in the validation split (from dataset.json when every frame has one size, else counted), at most
-    MAX_VALIDATION_TILES: large frames make hundreds of tiles, whose pass each epoch would outlast the training
-    steps.
-
-    ValueError when there are none (an empty validation split).
-    """
-    sizes = records.frame_sizes
-    if len(sizes) == 1:
-        height, width = sizes[0]
-        per_frame = max(1, math.ceil(height / patch_size)) * max(1, math.ceil(width / patch_size))
-        count = per_frame * records.description["counts"]["val"]
-    else:
-        count = int(validation_tiles(records, patch_size).take(MAX_VALIDATION_TILES).reduce(0, lambda n, _: n + 1))
-    if not count:
-        raise ValueError(f"{records.directory}: the validation split holds no frames; convert again with "
-                         "--val_fraction or --val_sequences naming a sequence with annotated frames")
-    return min(count, MAX_VALIDATION_TILES)
 
 
 def _read(files: tf.data.Dataset, records: Records, count: int, deterministic: bool) -> tf.data.Dataset:
@@ -252,13 +121,26 @@ def _read(files: tf.data.Dataset, records: Records, count: int, deterministic: b
     )
     frames = examples.map(schema.decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     if records.scale != 1:
-        frames = frames.map(lambda record: resampling.frame(record, records.scale),
+        frames = frames.map(lambda record: _resampled(record, records.scale),
                             num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     return frames
 
 
+def _resampled(record: dict, scale: float) -> dict:
+    """A decoded record (`schema.decode`) with its image, labels and maps at `scale`, as `resampling.frame` does
+    in numpy."""
+    shape = tf.cast(tf.shape(record["image"])[:2], tf.float64)
+    size = tf.maximum(1, tf.cast(tf.round(shape * scale), tf.int32))
+    out = dict(record)
+    for name in ("image", *resampling.MAPS):
+        out[name] = tf.image.resize(record[name], size, "bilinear", antialias=scale < 1)
+    out["labels"] = tf.image.resize(record["labels"], size, "nearest")
+    out["height"], out["width"] = tf.cast(size[0], tf.int64), tf.cast(size[1], tf.int64)
+    return out
+
+
 def _inputs(frame, distances: bool):
-    """(image, labels, maps) of a whole frame, [H, W, C]."""
+    """(image, labels, maps) of a whole frame, [H, W, C], as `records.inputs` makes them in numpy."""
     # Stored weights are 1 + border term on background and exactly 1 on cells.
     maps = [frame["weights"] - 1.0]
     if distances:
@@ -323,7 +205,7 @@ def _patches_at(tensors, corners, patch_size: int) -> tf.data.Dataset:
     return tf.data.Dataset.from_tensor_slices(corners).map(window)
 
 
-def tile_starts(size, patch_size: int):
+def _tile_starts(size, patch_size: int):
     """Start offsets of the fewest patch-sized tiles covering `size` pixels, evenly spread, last at the end."""
     count = tf.maximum(1, tf.cast(tf.math.ceil(size / patch_size), tf.int32))
     span = tf.maximum(size - patch_size, 0)
@@ -334,8 +216,8 @@ def tile_starts(size, patch_size: int):
 def _tiles(frame, patch_size: int, distances: bool):
     """The fewest patch-sized tiles covering the frame, as a dataset of (image, labels, maps)."""
     tensors = _pad_to(list(_inputs(frame, distances)), patch_size)
-    rows = tile_starts(tf.shape(tensors[0])[0], patch_size)
-    cols = tile_starts(tf.shape(tensors[0])[1], patch_size)
+    rows = _tile_starts(tf.shape(tensors[0])[0], patch_size)
+    cols = _tile_starts(tf.shape(tensors[0])[1], patch_size)
     corners = tf.reshape(tf.stack(tf.meshgrid(rows, cols, indexing="ij"), axis=-1), [-1, 2])
     return _patches_at(tensors, corners, patch_size)
 
@@ -354,10 +236,49 @@ def auto_shard_policy(shards: int, num_workers: int):
     return _options(shards, num_workers, True).experimental_distribute.auto_shard_policy
 
 
-def patches_per_epoch(records: Records, patch_size: int) -> int:
-    """About how many patches one pass over the training frames yields (one per patch-sized area)."""
-    total = 0
-    for height, width in records.frame_sizes:
-        total += max(1, round(max(height, patch_size) * max(width, patch_size) / patch_size**2))
-    per_frame = total / max(len(records.frame_sizes), 1)
-    return int(math.ceil(per_frame * records.description["counts"]["train"]))
+def training_input(records: Records, patch_size: int, global_batch: int, seed: int, shuffle_buffer: int = 256,
+                   distances: bool = False, foreground_share: float = 0.0) -> tf.data.Dataset:
+    """This host's share of the training batches (`training_dataset`), its place among TF_CONFIG's hosts."""
+    return training_dataset(records, patch_size, global_batch, seed=seed, shuffle_buffer=shuffle_buffer,
+                            num_workers=distribute.worker_count(), distances=distances,
+                            worker_index=distribute.worker_index(), foreground_share=foreground_share)
+
+
+def validation_input(strategy, records: Records, patch_size: int, per_replica_batch_size: int,
+                     distances: bool = False, tile_count: int | None = None):
+    """(distributed validation dataset, steps per pass) for a tf.distribute `strategy`.
+
+    Each host builds its own input pipeline (`distribute_datasets_from_function`)
+    of full per-replica batches, padded as `validation_dataset` says, so
+    every replica of every host gets a full batch at every one of the same
+    number of steps.
+    """
+    if tile_count is None:
+        tile_count = records_lib.validation_tile_count(records, patch_size)
+    pipelines = distribute.worker_count() if distribute.multi_worker(strategy) else 1
+    replicas = strategy.num_replicas_in_sync // pipelines
+    steps = records_lib.validation_steps(tile_count, per_replica_batch_size, pipelines, replicas)
+
+    def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        if context.num_input_pipelines != pipelines:
+            raise RuntimeError(f"{context.num_input_pipelines} input pipelines where TF_CONFIG names {pipelines} hosts")
+        return validation_dataset(records, patch_size, per_replica_batch_size, distances, pipelines,
+                                  context.input_pipeline_id, replicas, tile_count)
+
+    return strategy.distribute_datasets_from_function(dataset_fn), steps
+
+
+def validation_set(records: Records, patch_size: int, batch_size: int, distances: bool = False,
+                   tile_count: int | None = None):
+    """(the validation tiles in batches of `batch_size` for one device, steps per pass)."""
+    if tile_count is None:
+        tile_count = records_lib.validation_tile_count(records, patch_size)
+    return (validation_dataset(records, patch_size, batch_size, distances, tile_count=tile_count),
+            records_lib.validation_steps(tile_count, batch_size))
+
+
+def validation_batch(records: Records, patch_size: int, count: int, distances: bool = False,
+                     tile_count: int | None = None):
+    """The first `count` validation tiles as one batch (image, labels, maps), padding tiles at the end when
+    there are fewer."""
+    return next(iter(validation_dataset(records, patch_size, count, distances, tile_count=tile_count)))

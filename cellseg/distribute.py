@@ -1,4 +1,4 @@
-"""Where training runs: the strategy of Keras' backend, the hosts of TF_CONFIG, and the validation set over replicas.
+"""Where training runs: the strategy of Keras' backend and the hosts of TF_CONFIG.
 
 The only module that chooses devices (through the room of Keras' backend,
 `cellseg.backends`). `make_strategy` must come before anything starts the
@@ -14,9 +14,7 @@ import contextlib
 import json
 import os
 
-import tensorflow as tf
-
-from cellseg import backends, data
+from cellseg import backends
 
 STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
 
@@ -50,7 +48,8 @@ def mixed_policy() -> str:
 
 
 def multi_worker(strategy) -> bool:
-    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    """Whether `strategy` spans the hosts of TF_CONFIG."""
+    return backends.current().multi_worker(strategy)
 
 
 def fitting(strategy):
@@ -102,26 +101,3 @@ def own_folder(model_dir: str, chief: bool) -> str:
 def task_name() -> str:
     _, task = tf_config()
     return f"{task.get('type', 'worker')}-{task.get('index', 0)}"
-
-
-def validation_input(strategy: tf.distribute.Strategy, records: data.Records, patch_size: int,
-                     per_replica_batch_size: int, distances: bool = False):
-    """(distributed validation dataset, steps per pass, tile count) for `strategy`.
-
-    Each host builds its own input pipeline (`distribute_datasets_from_function`)
-    of full per-replica batches, padded as `data.validation_dataset` says, so
-    every replica of every host gets a full batch at every one of the same
-    number of steps.
-    """
-    tiles = data.validation_tile_count(records, patch_size)
-    pipelines = worker_count() if multi_worker(strategy) else 1
-    replicas = strategy.num_replicas_in_sync // pipelines
-    steps = data.validation_steps(tiles, per_replica_batch_size, pipelines, replicas)
-
-    def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
-        if context.num_input_pipelines != pipelines:
-            raise RuntimeError(f"{context.num_input_pipelines} input pipelines where TF_CONFIG names {pipelines} hosts")
-        return data.validation_dataset(records, patch_size, per_replica_batch_size, distances, pipelines,
-                                       context.input_pipeline_id, replicas, tiles)
-
-    return strategy.distribute_datasets_from_function(dataset_fn), steps, tiles

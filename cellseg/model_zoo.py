@@ -40,8 +40,8 @@ import tensorflow as tf
 from PIL import Image
 
 import cellseg
-from cellseg import (data, errors, instances, model, plan, predict, preprocess, run_folder, segmenter, targets, tiff,
-                     tiling)
+from cellseg import (errors, instances, model, plan, predict, preprocess, records as records_lib, run_folder, segmenter,
+                     targets, tiff, tiling)
 
 # bioimageio.core runs Keras weights on the backend this names, and sets it to torch when unset.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -176,7 +176,7 @@ def export(run_dir: str, output: str, test_image: str | None = None, about: Abou
     if test_image:
         raw = tiff.read(test_image)
     elif records:
-        raw = data.validation_sample(data.open_records(records_dir), 1)[0][0]  # stretched already: fine
+        raw = records_lib.validation_sample(records_lib.open_records(records_dir), 1)[0][0]  # stretched already: fine
     elif not records_dir:
         missing = "names no records_dir" if metrics else "is missing"
         raise ValueError(f"{run_dir}: its {run_folder.METRICS} {missing}, so the run's records are unknown; give a "

@@ -45,7 +45,7 @@ import json
 import math
 import os
 
-from cellseg import data, preprocess, run_folder
+from cellseg import preprocess, records, run_folder
 
 MIN_PATCH, MAX_PATCH = 128, 256
 PATCH_DIAMETERS = 3.0  # cell diameters across a training patch
@@ -137,13 +137,13 @@ def patch_size(fingerprint: Fingerprint, depth: int, scale: float = 1.0) -> tupl
 def class_weight_power(description: dict, target: str) -> tuple[float, str]:
     """The highest power up to the default (0.5) at which no class of `target` weighs more than MAX_CLASS_WEIGHT."""
     default = preprocess.CLASS_WEIGHT_POWER
-    heaviest = max(data.class_weights(description, target, default))
+    heaviest = max(records.class_weights(description, target, default))
     if heaviest <= MAX_CLASS_WEIGHT:
         return default, f"the default; its heaviest class weighs {heaviest:.1f} (at most {MAX_CLASS_WEIGHT:g})"
     low, high = 0.0, default
     for _ in range(30):
         middle = (low + high) / 2
-        low, high = (middle, high) if max(data.class_weights(description, target, middle)) <= MAX_CLASS_WEIGHT \
+        low, high = (middle, high) if max(records.class_weights(description, target, middle)) <= MAX_CLASS_WEIGHT \
             else (low, middle)
     power = round(low, 3)
     return power, (f"softened from {default:g}, where the heaviest class would weigh {heaviest:.1f}, so that none "
@@ -204,7 +204,7 @@ class Plan:
 
 def make(config, description: dict, given: set[str] | None = None):
     """(the config with every planned value set that `given` does not name, the plan), from a converted
-    dataset's `dataset.json` content (`data.read_description`).
+    dataset's `dataset.json` content (`records.read_description`).
 
     `given`: the names of the settings the user gave; None takes those whose value
     differs from the config's default (the Python API).

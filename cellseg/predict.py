@@ -33,14 +33,16 @@ from concurrent import futures
 
 import keras
 import numpy as np
-import tensorflow as tf
 import yaml
 from PIL import Image
 from skimage import measure, segmentation
 
-from cellseg import (ctc, errors, instances, plan, preprocess, resampling, run_folder, schema, segmenter, stacks,
-                     staging, targets, tiff, tiling, tracking)
+from cellseg import (ctc, errors, instances, plan, preprocess, record_fields, resampling, run_folder, segmenter,
+                     stacks, staging, targets, tiff, tiling, tracking)
 from cellseg import model as model_lib
+
+if errors.TENSORFLOW_INSTALLED:  # SavedModel exports; a machine with JAX alone predicts from .keras checkpoints
+    import tensorflow as tf
 
 
 # A bioimage.io model package written by `cellseg.model_zoo`: its tensors, and its config's cellseg part.
@@ -182,6 +184,9 @@ def _load(path: str, tile: int, overlap: int, max_pixels: int):
         if not os.path.exists(os.path.join(path, "saved_model.pb")):
             raise ValueError(f"{path}: a folder that is neither a run folder (checkpoints/best.keras) nor an "
                              "export (saved_model.pb)")
+        if not errors.TENSORFLOW_INSTALLED:
+            raise ValueError(errors.needs_tensorflow(f"{path}: an export (SavedModel)") + "; or predict with the "
+                             "run folder or its checkpoints/best.keras")
         try:
             exported = tf.saved_model.load(path)
             serve = exported.serve
@@ -234,7 +239,7 @@ def postprocess_settings(model: Model, overrides: dict | None = None):
 def stretched(raw: np.ndarray, percentiles=preprocess.DEFAULT_PERCENTILES) -> np.ndarray:
     """A raw frame as the network saw training frames: the converter's stretch, quantised as in the records."""
     image, _ = preprocess.percentile_stretch(raw, *percentiles)
-    return schema.dequantize(schema.quantize(image))
+    return record_fields.dequantize(record_fields.quantize(image))
 
 
 def network_outputs(model: Model, images: list[np.ndarray]) -> list[np.ndarray]:

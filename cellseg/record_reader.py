@@ -68,12 +68,12 @@ class RecordError(ValueError):
     """A shard that is not a whole TFRecord file, or a record that is not a cellseg example."""
 
 
-def records(path: str, verify: bool | None = None) -> Iterator[bytes]:
+def records(path: str, verify: bool | None = None, opener=open) -> Iterator[bytes]:
     """The serialized records of one shard (gzip when its name ends in .gz). `verify`: check each record's data
-    CRC (None: when the C implementation is installed)."""
+    CRC (None: when the C implementation is installed). `opener(path, "rb")` opens the file (a remote file
+    system's own)."""
     check_data = _fast_crc32c is not None if verify is None else verify
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as handle:
+    with opener(path, "rb") as raw, (gzip.GzipFile(fileobj=raw) if path.endswith(".gz") else raw) as handle:
         offset = 0
         while True:
             header = handle.read(12)
@@ -202,7 +202,7 @@ def decode(serialized: bytes, where: str = "record") -> dict:
     return out
 
 
-def read(path: str, verify: bool | None = None) -> Iterator[dict]:
-    """The decoded examples of one shard, in order."""
-    for index, serialized in enumerate(records(path, verify)):
+def read(path: str, verify: bool | None = None, opener=open) -> Iterator[dict]:
+    """The decoded examples of one shard, in order (`records` says what `opener` is)."""
+    for index, serialized in enumerate(records(path, verify, opener)):
         yield decode(serialized, f"{path} (record {index})")

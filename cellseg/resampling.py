@@ -4,19 +4,20 @@ A U-Net sees cells well within a range of sizes: a few pixels across, the
 interior and the boundary classes barely differ; far larger than its receptive
 field, it sees a cell's middle without its edges. The plan scales frames whose
 cells lie outside that range (`cellseg.plan.input_scale`): the records'
-frames as they are read for training, validation and tuning (`cellseg.data`),
+frames as they are read for training, validation and tuning (`cellseg.data`, `cellseg.records`),
 and each frame before the network in prediction, whose labels are made at that
 scale, as tuning made them, and brought back to the frame's own size.
 
 Images and maps are resampled bilinearly (antialiased when shrunk), labels by
-the nearest pixel, with TensorFlow's `tf.image.resize` in both places, so
-prediction sees what training saw.
+the nearest pixel, by Keras' `ops.image.resize` (TensorFlow's `tf.image.resize`
+on TensorFlow, which the tf.data pipeline calls itself; `jax.image.resize` on
+JAX), so prediction sees what training saw.
 """
 
 from __future__ import annotations
 
+import keras
 import numpy as np
-import tensorflow as tf
 
 
 def size_of(height, width, scale: float):
@@ -24,49 +25,35 @@ def size_of(height, width, scale: float):
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def image(values, scale: float):
-    """An image [H, W] or [H, W, C] (numpy or tensor) at `scale`, bilinear; the same array when `scale` is 1."""
+def image(values: np.ndarray, scale: float) -> np.ndarray:
+    """An image [H, W] or [H, W, C] at `scale`, bilinear, its dtype kept; the same array when `scale` is 1."""
     if scale == 1:
         return values
-    size = _size(values, scale)
-    resized = tf.image.resize(_with_channels(values), size, "bilinear", antialias=scale < 1)
-    return _like(resized, values)
+    return _resized(values, size_of(values.shape[0], values.shape[1], scale), "bilinear", scale < 1)
 
 
-def labels(values, size):
+def labels(values: np.ndarray, size) -> np.ndarray:
     """Labels [H, W] or [H, W, C] at `size` (height, width), nearest pixel, the dtype kept."""
-    resized = tf.image.resize(_with_channels(values), size, "nearest")
-    return _like(resized, values)
+    return _resized(values, size, "nearest", False)
+
+
+MAPS = ("weights", "cell_distance", "neighbour_distance")
 
 
 def frame(record: dict, scale: float) -> dict:
-    """A decoded record (`schema.decode`) with its image, labels and maps at `scale` (inside tf.data)."""
+    """A record decoded in numpy (`record_reader.decode`) with its image, labels and maps at `scale`."""
     if scale == 1:
         return record
-    size = _size(record["image"], scale)
-    out = dict(record)
-    for name in ("image", "weights", "cell_distance", "neighbour_distance"):
-        out[name] = tf.image.resize(record[name], size, "bilinear", antialias=scale < 1)
-    out["labels"] = tf.image.resize(record["labels"], size, "nearest")
-    out["height"], out["width"] = tf.cast(size[0], tf.int64), tf.cast(size[1], tf.int64)
+    out = {**record, "image": image(record["image"], scale), **{name: image(record[name], scale) for name in MAPS}}
+    out["labels"] = labels(record["labels"], out["image"].shape[:2])
+    out["height"], out["width"] = (np.int64(side) for side in out["image"].shape[:2])
     return out
 
 
-def _size(values, scale: float):
-    if isinstance(values, np.ndarray):
-        return size_of(values.shape[0], values.shape[1], scale)
-    shape = tf.cast(tf.shape(values)[:2], tf.float64)
-    return tf.maximum(1, tf.cast(tf.round(shape * scale), tf.int32))
-
-
-def _with_channels(values):
-    return values[..., None] if len(values.shape) == 2 else values
-
-
-def _like(resized, values):
-    """`resized` in the form of `values`: numpy stays numpy (its dtype kept), [H, W] stays [H, W]."""
-    if len(values.shape) == 2:
-        resized = resized[..., 0]
-    if isinstance(values, np.ndarray):
-        return resized.numpy().astype(values.dtype, copy=False)
-    return resized
+def _resized(values: np.ndarray, size, interpolation: str, antialias: bool) -> np.ndarray:
+    planes = values[..., None] if values.ndim == 2 else values
+    # float32 in: an integer image is resized as numbers (nearest labels stay exact below 2**24).
+    resized = keras.ops.image.resize(planes.astype(np.float32), tuple(int(side) for side in size),
+                                     interpolation=interpolation, antialias=antialias, data_format="channels_last")
+    resized = keras.ops.convert_to_numpy(resized).astype(values.dtype, copy=False)
+    return resized[..., 0] if values.ndim == 2 else resized

@@ -20,7 +20,7 @@ import json
 import os
 import zipfile
 
-import tensorflow as tf
+from cellseg import files
 
 BEST = os.path.join("checkpoints", "best.keras")
 BACKUP = "backup"
@@ -65,10 +65,10 @@ def locked(folder: str):
 def check_resumable(model_dir: str, architecture: dict) -> None:
     """ValueError in one line when the folder's checkpoint differs from `architecture` (flag name -> value)."""
     path = os.path.join(model_dir, BEST)
-    if not tf.io.gfile.exists(path):
+    if not files.exists(path):
         return
     try:
-        with tf.io.gfile.GFile(path, "rb") as handle, zipfile.ZipFile(handle) as archive:
+        with files.open_file(path, "rb") as handle, zipfile.ZipFile(handle) as archive:
             saved = json.loads(archive.read("config.json"))["config"]
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
         raise ValueError(f"{path}: unreadable ({error}); move it away to start again in this folder") from None

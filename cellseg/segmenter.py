@@ -62,7 +62,7 @@ class Segmenter(backends.current().Steps, keras.Model):
 
     def validation_pair(self, batch):
         """(images, y_true, real): a validation batch as the loss and metrics read it, and how many of its tiles
-        are not padding (`data.validation_dataset` pads the last batch with tiles that `pack` weighs 0)."""
+        are not padding (the validation pipelines pad the last batch with tiles that `pack` weighs 0)."""
         images, labels, maps = batch
         y_true = self.pack(labels, maps)
         real = ops.sum(ops.cast(ops.logical_not(target_ops.is_padding(labels)), "float32"))

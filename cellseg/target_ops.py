@@ -15,7 +15,7 @@ from keras import ops
 
 from cellseg import targets
 
-PADDING_LABEL = -1  # the labels of a padding tile (`data.validation_dataset`): `pack` weighs it 0, nothing counts it
+PADDING_LABEL = -1  # the labels of a padding tile (`data`, `batches`): `pack` weighs it 0, nothing counts it
 
 
 def inner_boundaries(labels):

@@ -53,7 +53,7 @@ class Target:
     name: str
     channels: int  # network outputs
     activation: str  # Keras activation from logits to outputs
-    class_names: tuple[str, ...]  # the classes the loss balances (`data.Records.class_weights`)
+    class_names: tuple[str, ...]  # the classes the loss balances (`records.Records.class_weights`)
     distances: bool  # learns the converter's distance maps (records made with --distance_maps)
     metric_threshold: float  # a pixel is a cell for the training metrics where `cell_score` exceeds it
     seeds: str  # "h_maxima", "interior" or "cell_minus_neighbour"

@@ -1,7 +1,7 @@
 """A training run on converted records: its config and the fit loop.
 
 `train(config)` does the whole run: builds the strategy (`cellseg.distribute`),
-the input pipelines (`cellseg.data`), the model (`cellseg.segmenter`) and its
+the input pipelines (`cellseg.inputs`: tf.data on TensorFlow, numpy batches on JAX), the model (`cellseg.segmenter`) and its
 callbacks (`cellseg.callbacks`), fits, then writes `metrics.json`, tunes the
 post-processing thresholds on the whole validation frames (`cellseg.tuning`)
 and writes the SavedModel export, all in the run folder (`cellseg.run_folder`).
@@ -17,8 +17,8 @@ import sys
 
 import keras
 
-from cellseg import (augment, callbacks, data, distribute, losses, metrics, model, plan, preprocess, run_folder,
-                     segmenter, targets, tuning)
+from cellseg import (augment, board, callbacks, distribute, errors, inputs, losses, metrics, model, plan, preprocess,
+                     records as records_lib, run_folder, segmenter, targets, tuning)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +122,7 @@ def flat_fields() -> list[tuple[str, object]]:
 ARCHITECTURE = ("patch_size", "base_filters", "depth", "transposed", "target")
 
 
-def check_patch_size(records: data.Records, patch_size: int) -> None:
+def check_patch_size(records: records_lib.Records, patch_size: int) -> None:
     largest = max((max(size) for size in records.frame_sizes), default=0)
     if patch_size > largest:
         at = f" at --input_scale={records.scale:g}" if records.scale != 1 else ""
@@ -132,7 +132,7 @@ def check_patch_size(records: data.Records, patch_size: int) -> None:
 def planned(config: Config, given: set[str] | None = None) -> tuple[Config, plan.Plan]:
     """`config` with the planned settings of its records that `given` does not name (`cellseg.plan`), and the plan.
     It runs no TensorFlow op: a command plans before the strategy is made."""
-    return plan.make(config, data.read_description(config.records_dir), given)
+    return plan.make(config, records_lib.read_description(config.records_dir), given)
 
 
 def train(config: Config, extra_callbacks=(), log=print, chosen: plan.Plan | None = None) -> dict:
@@ -160,11 +160,12 @@ def train(config: Config, extra_callbacks=(), log=print, chosen: plan.Plan | Non
 
 
 def _fit(config: Config, strategy, chief: bool, extra_callbacks, log) -> dict:
-    records = data.open_records(config.records_dir, config.input_scale)
+    records = records_lib.open_records(config.records_dir, config.input_scale)
     check_patch_size(records, config.network.patch_size)
     replicas = strategy.num_replicas_in_sync
     global_batch = config.per_replica_batch_size * replicas
-    steps = config.steps_per_epoch or max(1, data.patches_per_epoch(records, config.network.patch_size) // global_batch)
+    patch_size = config.network.patch_size
+    steps = config.steps_per_epoch or max(1, records_lib.patches_per_epoch(records, patch_size) // global_batch)
     log(f"{replicas} replica(s) ({distribute.describe(strategy)}); global batch {global_batch} = "
         f"{config.per_replica_batch_size} per replica x {replicas}; {steps} steps per epoch")
     distances = targets.get(config.target).distances
@@ -176,16 +177,15 @@ def _fit(config: Config, strategy, chief: bool, extra_callbacks, log) -> dict:
     log(f"target {config.target}; class weights: " + ", ".join(f"{n} {w:.3f}" for n, w in zip(names, class_weights))
         + f" (training foreground fraction {records.description['foreground_fraction']:.1%})")
 
-    workers = distribute.worker_count()
-    train_set = data.training_dataset(records, config.network.patch_size, global_batch, seed=config.seed,
-                                      shuffle_buffer=config.shuffle_buffer, num_workers=workers, distances=distances,
-                                      worker_index=distribute.worker_index(),
-                                      foreground_share=config.foreground_patches)
-    val_set, val_steps, tiles = distribute.validation_input(strategy, records, config.network.patch_size,
-                                                 config.per_replica_batch_size, distances)
-    log(f"validation: {tiles} tile(s) of {config.network.patch_size} px, {val_steps} step(s) per pass on every host")
-    validation_batch = next(iter(data.validation_dataset(records, config.network.patch_size, max(config.validation_images, 1),
-                                                         distances, tile_count=tiles)))
+    pipeline = inputs.pipeline()
+    train_set = pipeline.training_input(records, patch_size, global_batch, config.seed, config.shuffle_buffer,
+                                        distances, config.foreground_patches)
+    tiles = records_lib.validation_tile_count(records, patch_size)
+    val_set, val_steps = pipeline.validation_input(strategy, records, patch_size, config.per_replica_batch_size,
+                                                   distances, tiles)
+    log(f"validation: {tiles} tile(s) of {patch_size} px, {val_steps} step(s) per pass on every host")
+    validation_batch = pipeline.validation_batch(records, patch_size, max(config.validation_images, 1), distances,
+                                                 tiles)
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         net = segmenter.Segmenter(**dataclasses.asdict(config.network), augmentation=dataclasses.asdict(config.augmentation),
@@ -208,7 +208,7 @@ def _fit(config: Config, strategy, chief: bool, extra_callbacks, log) -> dict:
             steps_per_epoch=steps,
             callbacks=[*callbacks_for(config, records, validation_batch, chief), *extra_callbacks],
             verbose=1 if sys.stdout.isatty() else 2,
-            shuffle=False,  # the input pipeline shuffles; Keras cannot shuffle a tf.data stream
+            shuffle=False,  # the input pipeline shuffles; Keras cannot shuffle a stream
         )
     if not chief:
         return {}
@@ -225,12 +225,12 @@ def learning_rate(config: Config, steps_per_epoch: int):
                                                   warmup_steps=warmup)
 
 
-def callbacks_for(config: Config, records: data.Records, validation_batch, chief: bool) -> list[keras.callbacks.Callback]:
+def callbacks_for(config: Config, records: records_lib.Records, validation_batch, chief: bool) -> list[keras.callbacks.Callback]:
     model_dir = distribute.own_folder(config.model_dir, chief)
-    board = os.path.join(model_dir, run_folder.TENSORBOARD)
+    log_dir = os.path.join(model_dir, run_folder.TENSORBOARD)
     scoring = []
     if config.best_by == "seg" and chief:
-        frames = data.validation_sample(records, SEG_FRAMES, SEG_PIXELS)
+        frames = records_lib.validation_sample(records, SEG_FRAMES, SEG_PIXELS)
         if any(labels.any() for _, labels in frames):  # SEG needs reference cells
             scoring = [callbacks.ValidationSEG(frames, config.target)]
     monitor = "val_seg" if scoring else "val_dice"
@@ -246,24 +246,28 @@ def callbacks_for(config: Config, records: data.Records, validation_batch, chief
                                           min_lr=config.learning_rate / 100)
         if config.lr_schedule == "constant" else callbacks.LearningRate(),
         keras.callbacks.CSVLogger(os.path.join(model_dir, run_folder.LOG), append=True),
-        keras.callbacks.TensorBoard(board, profile_batch=config.profile_batch or 0),
+        board.EpochScalars(log_dir),
+        # Keras' own (TensorFlow's summaries) only to profile a batch: the scalars are EpochScalars'.
+        *([keras.callbacks.TensorBoard(os.path.join(log_dir, "profile"), profile_batch=config.profile_batch)]
+          if config.profile_batch else []),
         # Last: the backup marks the epoch done only once its checkpoint and log row are written, so a kill
         # at any point leaves a run that resumes (at worst by running that epoch again).
         callbacks.Backup(os.path.join(model_dir, run_folder.BACKUP), delete_checkpoint=False),
     ]
     if config.validation_images and chief:
-        chosen.append(callbacks.ValidationImages(board, validation_batch, config.validation_images))
+        chosen.append(callbacks.ValidationImages(log_dir, validation_batch, config.validation_images))
     return chosen
 
 
-def finish(config: Config, records: data.Records, tiles: int, log=print) -> dict:
-    """Evaluate the best checkpoint in inference mode; write metrics.json, postprocess.json and the export."""
+def finish(config: Config, records: records_lib.Records, tiles: int, log=print) -> dict:
+    """Evaluate the best checkpoint in inference mode; write metrics.json, postprocess.json and the export (where
+    TensorFlow is installed: it writes SavedModels)."""
     best_path = os.path.join(config.model_dir, run_folder.BEST)
     best = keras.models.load_model(best_path)
-    val_set = data.validation_dataset(records, config.network.patch_size, config.per_replica_batch_size,
-                                      distances=targets.get(config.target).distances, tile_count=tiles)
-    evaluated = best.evaluate(val_set, steps=data.validation_steps(tiles, config.per_replica_batch_size),
-                              return_dict=True, verbose=0)
+    val_set, val_steps = inputs.pipeline().validation_set(records, config.network.patch_size,
+                                                          config.per_replica_batch_size,
+                                                          targets.get(config.target).distances, tiles)
+    evaluated = best.evaluate(val_set, steps=val_steps, return_dict=True, verbose=0)
     epochs = run_folder.read_log(config.model_dir)
     monitor = "val_seg" if any("val_seg" in row for row in epochs) else "val_dice"
     best_row = max(epochs, key=lambda row: row.get(monitor, -1.0)) if epochs else {}
@@ -282,5 +286,9 @@ def finish(config: Config, records: data.Records, tiles: int, log=print) -> dict
         result["postprocess"] = tuning.tune(best, records, config.model_dir, log)
     with open(os.path.join(config.model_dir, run_folder.METRICS), "w") as handle:
         json.dump(result, handle, indent=2)
-    segmenter.output_model(best).export(os.path.join(config.model_dir, run_folder.EXPORT), verbose=False)
+    if errors.TENSORFLOW_INSTALLED:
+        segmenter.output_model(best).export(os.path.join(config.model_dir, run_folder.EXPORT), verbose=False)
+    else:
+        log(errors.needs_tensorflow(f"{run_folder.EXPORT}/ (a SavedModel for serving)") + "; not written (the "
+            "checkpoint predicts on either backend)")
     return result

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from cellseg import data, instances, run_folder, segmenter, tiling
+from cellseg import instances, records as records_lib, run_folder, segmenter, tiling
 from cellseg.progress import Progress
 
 TUNE_FRAMES = 32
@@ -15,7 +15,7 @@ TUNE_PIXELS = 2**23  # whole validation frames' pixels tuned on: large frames, f
 FEW_CELLS = 20
 
 
-def tune(trained: segmenter.Segmenter, records: data.Records, model_dir: str, log=print) -> dict:
+def tune(trained: segmenter.Segmenter, records: records_lib.Records, model_dir: str, log=print) -> dict:
     """Choose the post-processing thresholds that maximise SEG on the whole validation frames.
 
     The frames are predicted as `cellseg-predict` does (whole, or in tiles when
@@ -27,7 +27,7 @@ def tune(trained: segmenter.Segmenter, records: data.Records, model_dir: str, lo
     network = segmenter.Network(trained)
     # As cellseg-predict does by default: outputs averaged over the 8 flips and quarter turns.
     predict_batch = tiling.averaged_over_symmetries(network)
-    frames = data.validation_sample(records, TUNE_FRAMES, TUNE_PIXELS)
+    frames = records_lib.validation_sample(records, TUNE_FRAMES, TUNE_PIXELS)
     outputs, references = [], []
     predicting = Progress("predicting validation frames")
     for image, labels in frames:

@@ -1,4 +1,7 @@
-# Sourced by the cluster conversion scripts: their two paths, and the wheel that the workers install (--extra_package).
+# Sourced by the cluster conversion scripts: their two paths, and the wheel that the workers install (--extra_package)
+# with TensorFlow beside it (REQUIREMENTS: --requirements_file, which each worker installs from the package index).
+
+REQUIREMENTS=(--requirements_file="$ROOT/launch/worker-requirements.txt" --requirements_cache=skip)
 
 paths_and_wheel() {  # paths_and_wheel "USAGE" ARGS...: INPUT and OUTPUT from the first two, REST the others; build the wheel
   local text="$1"; shift

@@ -9,4 +9,5 @@ source "$(dirname "$0")/_cluster.sh"
 set -- "${ARGS[@]+"${ARGS[@]}"}"
 paths_and_wheel "$0 gs://INPUT gs://OUTPUT --project=P --region=R [flags...] [--dry_run]" "$@"
 run "${CELLSEG_BIN}cellseg-convert" --input_dir="$INPUT" --output_dir="$OUTPUT" \
-  --runner=DataflowRunner --temp_location="${OUTPUT%/}/tmp" --extra_package="$WHEEL" "${REST[@]+"${REST[@]}"}"
+  --runner=DataflowRunner --temp_location="${OUTPUT%/}/tmp" --extra_package="$WHEEL" "${REQUIREMENTS[@]}" \
+  "${REST[@]+"${REST[@]}"}"

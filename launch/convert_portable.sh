@@ -15,4 +15,4 @@ environment=(--environment_type="${ENVIRONMENT_TYPE:-DOCKER}")
 [[ -z "${ENVIRONMENT_CONFIG:-}" ]] || environment+=(--environment_config="$ENVIRONMENT_CONFIG")
 run "${CELLSEG_BIN}cellseg-convert" --input_dir="$INPUT" --output_dir="$OUTPUT" \
   --runner=PortableRunner --job_endpoint="${JOB_ENDPOINT:-localhost:8099}" "${environment[@]}" \
-  --extra_package="$WHEEL" "${REST[@]+"${REST[@]}"}"
+  --extra_package="$WHEEL" "${REQUIREMENTS[@]}" "${REST[@]+"${REST[@]}"}"

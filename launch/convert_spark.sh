@@ -9,4 +9,4 @@ set -- "${ARGS[@]+"${ARGS[@]}"}"
 paths_and_wheel "$0 INPUT OUTPUT [--spark_master_url=spark://HOST:7077] [flags...] [--dry_run]" "$@"
 run "${CELLSEG_BIN}cellseg-convert" --input_dir="$INPUT" --output_dir="$OUTPUT" \
   --runner=SparkRunner --spark_master_url="${SPARK_MASTER:-spark://localhost:7077}" --environment_type=DOCKER \
-  --extra_package="$WHEEL" "${REST[@]+"${REST[@]}"}"
+  --extra_package="$WHEEL" "${REQUIREMENTS[@]}" "${REST[@]+"${REST[@]}"}"

@@ -15,5 +15,5 @@ gpu=()
 [[ -z "${ACCELERATOR:-}" ]] || gpu+=(--dataflow_service_options="worker_accelerator=$ACCELERATOR")
 [[ -z "${CONTAINER:-}" ]] || gpu+=(--sdk_container_image="$CONTAINER")
 run "${CELLSEG_BIN}cellseg-predict" --model="$MODEL" --input="$INPUT" --output_dir="$OUTPUT" \
-  --runner=DataflowRunner --temp_location="${OUTPUT%/}/tmp" --extra_package="$WHEEL" \
+  --runner=DataflowRunner --temp_location="${OUTPUT%/}/tmp" --extra_package="$WHEEL" "${REQUIREMENTS[@]}" \
   "${gpu[@]+"${gpu[@]}"}" "${REST[@]+"${REST[@]}"}"

@@ -9,4 +9,4 @@ set -- "${ARGS[@]+"${ARGS[@]}"}"
 model_paths_and_wheel "$0 MODEL INPUT OUTPUT [--flink_master=HOST:8081] [flags...] [--dry_run]" "$@"
 run "${CELLSEG_BIN}cellseg-predict" --model="$MODEL" --input="$INPUT" --output_dir="$OUTPUT" \
   --runner=FlinkRunner --flink_master="${FLINK_MASTER:-localhost:8081}" --environment_type=DOCKER \
-  --extra_package="$WHEEL" "${REST[@]+"${REST[@]}"}"
+  --extra_package="$WHEEL" "${REQUIREMENTS[@]}" "${REST[@]+"${REST[@]}"}"

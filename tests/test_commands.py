@@ -24,9 +24,9 @@ USER_ENV["JAX_PLATFORMS"] = "cpu"  # --backend=jax on the CPU, as in CI
 TINY_NET = ["--patch_size=32", "--base_filters=4", "--depth=2", "--per_replica_batch_size=2"]
 
 
-def command(name, *args, ok=True, cwd=None):
+def command(name, *args, ok=True, cwd=None, env=None):
     done = subprocess.run([os.path.join(BIN, f"cellseg-{name}"), *map(str, args)], capture_output=True, text=True,
-                          env=USER_ENV, cwd=cwd, timeout=600)
+                          env=env or USER_ENV, cwd=cwd, timeout=600)
     if ok:
         assert done.returncode == 0, f"cellseg-{name} {' '.join(map(str, args))}:\n{done.stderr[-3000:]}"
     return done
@@ -58,24 +58,33 @@ def test_train_over_two_cpu_replicas_from_the_command_line(trained):
     assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 2, again.stdout[-2000:]
 
 
-def test_train_and_predict_on_jax_label_as_tensorflow_does(trained, tmp_path):
+WITHOUT_TENSORFLOW = {**USER_ENV, "PYTHONPATH": os.path.join(os.path.dirname(__file__), "without_tensorflow")}
+
+
+def test_train_and_predict_on_jax_without_tensorflow_label_as_tensorflow_does(trained, tmp_path):
+    """The JAX commands on a Python where TensorFlow cannot be imported (as with pip install 'cellseg[jax]'):
+    records read in Python, numpy batches, TensorBoard by its own writer; the labels equal TensorFlow's."""
     # One device: DataParallel over two host devices trains (by hand, on an idle machine), but XLA's CPU all-reduce
     # aborts after a 40 s rendezvous timeout when the two cores are shared with other work, as in CI.
     _, data, records, _, _ = trained
     run = tmp_path / "jax-run"
     done = command("train", "--backend=jax", f"--records_dir={records}", f"--model_dir={run}", "--epochs=2",
-                   "--steps_per_epoch=3", "--learning_rate=1e-2", *TINY_NET)
+                   "--steps_per_epoch=3", "--learning_rate=1e-2", *TINY_NET, env=WITHOUT_TENSORFLOW)
     assert "1 replica(s) (one cpu device on JAX); global batch 2 = 2 per replica x 1" in done.stdout
-    for made in ("plan.json", "postprocess.json", "metrics.json", "flags.txt", "checkpoints/best.keras", "export"):
+    for made in ("plan.json", "postprocess.json", "metrics.json", "flags.txt", "checkpoints/best.keras"):
         assert (run / made).exists(), made
+    assert not (run / "export").exists()
+    assert ("export/ (a SavedModel for serving) needs TensorFlow, which is not installed here: pip install "
+            "'cellseg[tensorflow]'; not written") in done.stdout
     assert "--backend=jax" in (run / "flags.txt").read_text()
-    again = command("train", f"--flagfile={run / 'flags.txt'}")  # resumes on JAX: trains nothing more
+    again = command("train", f"--flagfile={run / 'flags.txt'}", env=WITHOUT_TENSORFLOW)  # resumes: nothing more
     assert "(one cpu device on JAX)" in again.stdout and json.loads((run / "metrics.json").read_text())["epochs_run"] == 2
-    assert list((run / "tensorboard").rglob("*.v2")), "no TensorBoard events"
+    assert list((run / "tensorboard" / "train").glob("*.v2")) and list((run / "tensorboard" / "images").glob("*.v2"))
     labels = {}
-    for backend in ("jax", "tensorflow"):
+    for backend, env in (("jax", WITHOUT_TENSORFLOW), ("tensorflow", USER_ENV)):
         out = tmp_path / backend
-        command("predict", f"--backend={backend}", f"--model={run}", f"--input={data / '02'}", f"--output_dir={out}")
+        command("predict", f"--backend={backend}", f"--model={run}", f"--input={data / '02'}", f"--output_dir={out}",
+                env=env)
         labels[backend] = [tifffile.imread(path) for path in sorted((out / "02_RES").glob("mask*.tif"))]
         assert (out / "02_RES" / "res_track.txt").exists()
     assert len(labels["jax"]) == 3 and all(a.shape == (64, 64) for a in labels["jax"])
@@ -83,10 +92,17 @@ def test_train_and_predict_on_jax_label_as_tensorflow_does(trained, tmp_path):
     for on_jax, on_tf in zip(labels["jax"], labels["tensorflow"]):
         np.testing.assert_array_equal(on_jax, on_tf)
     refused = command("train", "--backend=jax", "--strategy=multi_worker", f"--records_dir={records}",
-                      f"--model_dir={tmp_path / 'refused'}", ok=False)
+                      f"--model_dir={tmp_path / 'refused'}", ok=False, env=WITHOUT_TENSORFLOW)
     assert refused.returncode == 1
     assert refused.stderr.strip().splitlines()[-1] == ("cellseg-train: --strategy=multi_worker runs on TensorFlow "
                                                       "only (TF_CONFIG); on JAX, train on one host")
+    # What needs TensorFlow says so in one line.
+    for name, args in (("convert", [f"--input_dir={data}", f"--output_dir={tmp_path / 'records'}"]),
+                       ("export", [f"--model={run}", f"--output={tmp_path / 'model.zip'}"])):
+        missing = command(name, *args, ok=False, env=WITHOUT_TENSORFLOW)
+        assert missing.returncode == 1 and missing.stderr.strip() == (
+            f"cellseg-{name}: it needs TensorFlow, which is not installed here: pip install 'cellseg[tensorflow]'")
+    assert not (tmp_path / "records").exists() and not (tmp_path / "model.zip").exists()
 
 
 def test_one_device_and_auto_strategies_and_planned_settings_given_on_the_command_line(trained, tmp_path):

@@ -11,7 +11,7 @@ import tensorflow as tf
 from PIL import Image
 from skimage import segmentation
 
-from beam_pipelines import ctc_to_tfrecord as convert
+from beam_pipelines import ctc_to_tfrecord as convert, jobs
 from cellseg import ctc, preprocess, schema, synthetic, targets, tiff
 
 
@@ -208,7 +208,7 @@ def test_non_ctc_input_is_a_layout_error(tmp_path):
 
 def test_unknown_flags_are_found_among_beam_arguments():
     args = ["--runner=DirectRunner", "--direct_num_workers", "2", "--project=p", "--output_dirr=x"]
-    assert convert.unknown_beam_args(args) == ["--output_dirr=x"]
+    assert jobs.unknown_beam_args(args) == ["--output_dirr=x"]
 
 
 def cli(*args):

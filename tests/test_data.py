@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cellseg import augment, ctc, data, preprocess, schema, target_ops, targets, tiff
+from cellseg import augment, ctc, data, records as records_lib, preprocess, schema, target_ops, targets, tiff
 
 
 def frame_arrays(fluo_dataset, sequence, index):
@@ -19,7 +19,7 @@ def frame_arrays(fluo_dataset, sequence, index):
 
 
 def test_open_records_reads_description_and_class_weights(fluo_records):
-    records = data.open_records(fluo_records)
+    records = records_lib.open_records(fluo_records)
     assert len(records.train) >= 1 and len(records.val) >= 1
     fraction = records.description["foreground_fraction"]
     assert records.class_weights("binary", power=1.0) == pytest.approx((0.5 / (1 - fraction), 0.5 / fraction))
@@ -37,18 +37,18 @@ def test_open_records_reads_description_and_class_weights(fluo_records):
 
 def test_open_records_refuses_missing_or_foreign_data(fluo_records, tmp_path):
     with pytest.raises(ValueError, match="no dataset.json"):
-        data.open_records(str(tmp_path))
+        records_lib.open_records(str(tmp_path))
     copy = tmp_path / "copy"
     shutil.copytree(fluo_records, copy)
     description = json.loads((copy / "dataset.json").read_text())
     description["schema_version"] = 9
     (copy / "dataset.json").write_text(json.dumps(description))
     with pytest.raises(schema.SchemaError, match="schema version 9"):
-        data.open_records(str(copy))
+        records_lib.open_records(str(copy))
 
 
 def test_training_batches_have_declared_shapes_and_are_crops_of_frames(fluo_records, fluo_dataset):
-    records = data.open_records(fluo_records)
+    records = records_lib.open_records(fluo_records)
     frames = {t: frame_arrays(fluo_dataset, "01", t) for t in range(4)}
     dataset = data.training_dataset(records, patch_size=64, batch_size=3, seed=0)
     assert dataset.element_spec == (tf.TensorSpec([3, 64, 64, 1], tf.float32), tf.TensorSpec([3, 64, 64, 1], tf.int32),
@@ -73,7 +73,7 @@ def test_training_batches_have_declared_shapes_and_are_crops_of_frames(fluo_reco
 
 
 def test_seeded_stream_repeats_and_another_seed_differs(fluo_records):
-    records = data.open_records(fluo_records)
+    records = records_lib.open_records(fluo_records)
     first = [b[0].numpy() for b in data.training_dataset(records, 48, 4, seed=5).take(3)]
     again = [b[0].numpy() for b in data.training_dataset(records, 48, 4, seed=5).take(3)]
     other = [b[0].numpy() for b in data.training_dataset(records, 48, 4, seed=6).take(3)]
@@ -82,9 +82,9 @@ def test_seeded_stream_repeats_and_another_seed_differs(fluo_records):
 
 
 def test_validation_tiles_cover_each_frame_in_a_fixed_order(fluo_records, fluo_dataset):
-    records = data.open_records(fluo_records)
-    assert data.validation_tile_count(records, 64) == 4 * 4  # 96 px needs 2 tiles of 64 per axis, starts 0 and 32
-    assert data.validation_steps(16, 5) == 4
+    records = records_lib.open_records(fluo_records)
+    assert records_lib.validation_tile_count(records, 64) == 4 * 4  # 96 px needs 2 tiles of 64 per axis, starts 0 and 32
+    assert records_lib.validation_steps(16, 5) == 4
     served = [x for batch in data.validation_dataset(records, 64, 5).take(4) for x in zip(*[t.numpy() for t in batch])]
     tiles, padding = served[:16], served[16:]
     # The last batch is filled with padding tiles: zero image, every label PADDING_LABEL.
@@ -110,7 +110,7 @@ def test_validation_tiles_cover_each_frame_in_a_fixed_order(fluo_records, fluo_d
 
 
 def test_distance_maps_travel_with_the_tiles(fluo_records, fluo_dataset):
-    records = data.open_records(fluo_records)
+    records = records_lib.open_records(fluo_records)
     dataset = data.validation_dataset(records, 96, 4, distances=True)
     assert dataset.element_spec[2].shape[-1] == 3
     _, labels, maps = next(iter(dataset))
@@ -120,14 +120,14 @@ def test_distance_maps_travel_with_the_tiles(fluo_records, fluo_dataset):
 
 
 def test_tile_starts_are_evenly_spread_and_end_at_the_border():
-    assert data.tile_starts(96, 64).numpy().tolist() == [0, 32]
-    assert data.tile_starts(64, 64).numpy().tolist() == [0]
-    assert data.tile_starts(40, 64).numpy().tolist() == [0]
-    assert data.tile_starts(300, 128).numpy().tolist() == [0, 86, 172]
+    assert records_lib.tile_starts(96, 64).tolist() == [0, 32]
+    assert records_lib.tile_starts(64, 64).tolist() == [0]
+    assert records_lib.tile_starts(40, 64).tolist() == [0]
+    assert records_lib.tile_starts(300, 128).tolist() == [0, 86, 172]
 
 
 def test_frames_smaller_than_a_patch_are_mirror_padded(fluo_records, fluo_dataset):
-    records = data.open_records(fluo_records)
+    records = records_lib.open_records(fluo_records)
     tile = next(iter(data.validation_dataset(records, 160, 1)))[0].numpy()[0, ..., 0]
     padded = [np.pad(frame_arrays(fluo_dataset, "02", t)[0], ((0, 64), (0, 64)), mode="symmetric") for t in range(4)]
     assert any(np.array_equal(tile, expected) for expected in padded)
@@ -146,7 +146,7 @@ def test_pipeline_and_augmentation_run_under_a_two_replica_mirrored_strategy(flu
     devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
     assert len(devices) == 2
     strategy = tf.distribute.MirroredStrategy(devices)
-    records = data.open_records(fluo_records)
+    records = records_lib.open_records(fluo_records)
     dataset = strategy.experimental_distribute_dataset(data.training_dataset(records, 48, batch_size=4, seed=1))
 
     @tf.function
@@ -166,15 +166,15 @@ def test_pipeline_and_augmentation_run_under_a_two_replica_mirrored_strategy(flu
 
 
 def test_validation_is_bounded_on_large_splits(fluo_records, monkeypatch):
-    records = data.open_records(fluo_records)
-    every = data.validation_tile_count(records, 32)  # 96 px frames: 9 tiles of 32 each
+    records = records_lib.open_records(fluo_records)
+    every = records_lib.validation_tile_count(records, 32)  # 96 px frames: 9 tiles of 32 each
     assert every == 9 * records.description["counts"]["val"]
-    monkeypatch.setattr(data, "MAX_VALIDATION_TILES", 10)
-    assert data.validation_tile_count(records, 32) == 10
+    monkeypatch.setattr(records_lib, "MAX_VALIDATION_TILES", 10)
+    assert records_lib.validation_tile_count(records, 32) == 10
     batches = list(data.validation_dataset(records, 32, 4).take(3))  # 10 tiles and 2 of padding
     padding = np.concatenate([target_ops.is_padding(labels).numpy() for _, labels, _ in batches])
     assert padding.tolist() == [False] * 10 + [True] * 2
     # whole frames: at most the pixels asked for, one frame at least
-    assert len(data.validation_sample(records, 8, max_pixels=96 * 96)) == 1
-    assert len(data.validation_sample(records, 8, max_pixels=1)) == 1
-    assert len(data.validation_sample(records, 8)) == records.description["counts"]["val"]
+    assert len(records_lib.validation_sample(records, 8, max_pixels=96 * 96)) == 1
+    assert len(records_lib.validation_sample(records, 8, max_pixels=1)) == 1
+    assert len(records_lib.validation_sample(records, 8)) == records.description["counts"]["val"]

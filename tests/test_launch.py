@@ -1,3 +1,4 @@
+import configparser
 import json
 import os
 import shlex
@@ -36,6 +37,19 @@ def test_local_conversion_dry_run_uses_every_core():
                                 "direct_num_workers": str(os.cpu_count())}
 
 
+WORKER_REQUIREMENTS = os.path.join(os.path.dirname(LAUNCH), "launch", "worker-requirements.txt")
+
+
+def test_the_workers_install_the_tensorflow_of_setup_cfg_beside_the_wheel():
+    # The wheel names no TensorFlow (the jax extra runs without it); Beam's workers convert and predict on it.
+    config = configparser.ConfigParser()
+    config.read(os.path.join(os.path.dirname(LAUNCH), "setup.cfg"))
+    pinned = config["options.extras_require"]["tensorflow"].split()
+    assert not any(line.startswith("tensorflow") for line in config["options"]["install_requires"].split())
+    lines = [line for line in open(WORKER_REQUIREMENTS).read().splitlines() if line and not line.startswith("#")]
+    assert lines == pinned == ["tensorflow>=2.21,<2.22"]
+
+
 @pytest.mark.parametrize("script, runner, expected", [
     ("convert_dataflow.sh", "DataflowRunner", {"temp_location": "gs://b/records/tmp", "project": "p", "region": "r"}),
     ("convert_flink.sh", "FlinkRunner", {"flink_master": "flink:8081", "environment_type": "DOCKER"}),
@@ -50,6 +64,7 @@ def test_cluster_conversions_build_the_wheel_and_name_their_runner(script, runne
     found = options(convert)
     assert found["runner"] == runner and found["input_dir"] == "gs://b/in" and found["output_dir"] == "gs://b/records"
     assert found["extra_package"].endswith("dist/cellseg-0.1.0-py3-none-any.whl")
+    assert found["requirements_file"] == WORKER_REQUIREMENTS and found["requirements_cache"] == "skip"
     assert expected.items() <= found.items()
 
 
@@ -71,6 +86,7 @@ def test_cluster_predictions_build_the_wheel_and_name_their_runner(script, runne
     found = options(predict)
     assert found["runner"] == runner and found["model"] == "gs://b/runs/r" and found["input"] == "gs://b/plates"
     assert found["output_dir"] == "gs://b/results" and found["extra_package"].endswith(".whl")
+    assert found["requirements_file"] == WORKER_REQUIREMENTS and found["requirements_cache"] == "skip"
     assert expected.items() <= found.items()
     if runner != "DataflowRunner":  # the GPU options are Dataflow's
         assert "dataflow_service_options" not in found

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from cellseg import data, plan, preprocess, training
+from cellseg import data, records as records_lib, plan, preprocess, training
 
 DENSE = {"frame_sizes": [[443, 512]], "foreground_fraction": 0.141, "cells_per_frame": 9.8,
          "class_fractions": [0.859, 0.12, 0.021]}
@@ -159,7 +159,7 @@ def test_foreground_patches_are_centred_on_cells(tmp_path):
         tiff.write_labels(root / f"{sequence}_GT" / "SEG" / "man_seg000.tif", labels)
     out = str(tmp_path / "records")
     convert.run([str(root)], convert.Output(out), convert.Settings(val_sequences=("02",)))
-    records = data.open_records(out)
+    records = records_lib.open_records(out)
 
     def with_cells(share):
         batches = data.training_dataset(records, 32, 9, seed=4, foreground_share=share).take(8)

@@ -6,7 +6,7 @@ import shutil
 
 import numpy as np
 
-from cellseg import data, predict, resampling, tiff
+from cellseg import data, records as records_lib, predict, resampling, tiff
 
 
 def test_bilinear_resampling_follows_a_ramp_and_leaves_scale_one_alone():
@@ -33,13 +33,13 @@ def test_labels_go_back_to_the_frame_by_the_nearest_pixel():
 
 
 def test_records_read_at_a_scale_give_larger_frames_with_the_same_cells(fluo_records):
-    plain, doubled = data.open_records(fluo_records), data.open_records(fluo_records, 2.0)
+    plain, doubled = records_lib.open_records(fluo_records), records_lib.open_records(fluo_records, 2.0)
     assert doubled.frame_sizes == [(2 * h, 2 * w) for h, w in plain.description["frame_sizes"]]
-    for (image, labels), (big_image, big_labels) in zip(data.validation_frames(plain), data.validation_frames(doubled)):
+    for (image, labels), (big_image, big_labels) in zip(records_lib.validation_frames(plain), records_lib.validation_frames(doubled)):
         assert big_image.shape == (2 * image.shape[0], 2 * image.shape[1])
         np.testing.assert_array_equal(big_labels[::2, ::2], labels)  # nearest at 2x: each pixel doubled
         np.testing.assert_allclose(big_image.mean(), image.mean(), atol=2e-3)
-    assert data.validation_tile_count(doubled, 48) == 4 * data.validation_tile_count(plain, 48)
+    assert records_lib.validation_tile_count(doubled, 48) == 4 * records_lib.validation_tile_count(plain, 48)
     patches = next(iter(data.training_dataset(doubled, 64, 4, seed=1)))
     assert patches[0].shape == (4, 64, 64, 1)
 

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
-from cellseg import callbacks, data, distribute, evaluate, run_folder, segmenter, target_ops, training
+from cellseg import callbacks, data, records as records_lib, distribute, evaluate, run_folder, segmenter, target_ops, training
 
 TINY = dict(patch_size=32, base_filters=4, depth=2, per_replica_batch_size=4, steps_per_epoch=4,
             learning_rate=1e-2, validation_images=2, seed=1, tune_postprocessing=False)
@@ -76,7 +76,7 @@ def test_checkpoint_and_export_predict_the_same(run, fluo_records):
     cfg, _, _ = run
     best = keras.models.load_model(os.path.join(cfg.model_dir, "checkpoints", "best.keras"))
     assert isinstance(best, segmenter.Segmenter)
-    images = next(iter(data.validation_dataset(data.open_records(fluo_records), 32, 4)))[0]
+    images = next(iter(data.validation_dataset(records_lib.open_records(fluo_records), 32, 4)))[0]
     assert best.target == cfg.target == "three_class"  # the default
     from_checkpoint = target_ops.activate(best.target, best(images, training=False)).numpy()
     assert from_checkpoint.shape == (4, 32, 32, 3)
@@ -426,7 +426,7 @@ def test_sparse_training_learns_and_does_not_collapse_between_late_epochs(sparse
     # Without the moving average, late val Dice still fell by 0.2 to 0.34 between epochs in three of seven
     # trainings at this rate (this seed among them: 0.85 to 0.51; gradient clipping to norm 1 did not help);
     # with it, by at most 0.015 in five.
-    records = data.open_records(sparse_records)
+    records = records_lib.open_records(sparse_records)
     assert records.description["foreground_fraction"] < 0.01
     cfg = training.Config.from_flat(records_dir=sparse_records, model_dir=str(tmp_path / "run"), patch_size=128,
                                     epochs=8, steps_per_epoch=20, learning_rate=1e-3, validation_images=0,

@@ -16,7 +16,8 @@ each backend in its own module with the same functions:
 
 Each room also holds the Segmenter's training and test steps (`Steps`), whose
 signatures differ between backends, and where training runs, for
-`cellseg.distribute`: `prepare_devices`, `make_strategy` and `gpu_capability`
+`cellseg.distribute`: `prepare_devices`, `make_strategy`, `multi_worker` (whether a strategy spans
+TF_CONFIG's hosts) and `gpu_capability`
 (the first GPU's compute capability, which sets the mixed-precision dtype). `current()` is the room of the backend
 Keras runs on, found when this package is imported. The draws differ between
 backends (TensorFlow's Philox, JAX's Threefry); everything computed from them

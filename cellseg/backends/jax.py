@@ -8,7 +8,6 @@ in tests/test_segmenter.py, which fails when Keras changes it).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -89,6 +88,10 @@ def prepare_devices(name: str, cpu_replicas: int = 0) -> None:
             raise RuntimeError(f"cannot split the CPU into {cpu_replicas} devices once JAX has started: {error}")
 
 
+def multi_worker(strategy) -> bool:
+    return False  # one host: --strategy=multi_worker is refused (`prepare_devices`)
+
+
 def make_strategy(name: str, cpu_replicas: int = 0) -> DataParallel:
     """Keras' DataParallel over all local devices (auto, mirrored: the GPUs where there are some, else the
     CPU's `cpu_replicas` devices), or over the first device (one_device)."""
@@ -102,7 +105,8 @@ def make_strategy(name: str, cpu_replicas: int = 0) -> DataParallel:
 
 class DataParallel:
     """`keras.distribution.DataParallel` over `devices`, with the few members of a tf.distribute strategy that
-    training uses: the replica count, a scope to build and fit in, and per-replica pipelines made global."""
+    training uses: the replica count and a scope to build and fit in (the numpy input pipeline, `cellseg.batches`,
+    makes global batches; Keras splits each along the devices)."""
 
     def __init__(self, devices):
         self.devices = list(devices)
@@ -116,19 +120,3 @@ class DataParallel:
         return self._distribution.scope() if self._distribution else contextlib.nullcontext()
 
     fitting = scope  # `fit` shards each batch over the devices under the distribution
-
-    def distribute_datasets_from_function(self, dataset_fn):
-        """The pipeline that `dataset_fn` makes for one host, its per-replica batches joined into global ones
-        (Keras splits each along the devices)."""
-        per_replica = dataset_fn(_OneHost(self.num_replicas_in_sync))
-        batch = per_replica.element_spec[0].shape[0]
-        return per_replica.unbatch().batch(batch * self.num_replicas_in_sync, drop_remainder=True)
-
-
-@dataclasses.dataclass(frozen=True)
-class _OneHost:
-    """What a pipeline function reads of tf.distribute's InputContext: one host's pipeline."""
-
-    num_replicas_in_sync: int
-    num_input_pipelines: int = 1
-    input_pipeline_id: int = 0

@@ -52,6 +52,10 @@ def batch_gather(flat, indices):
     return tf.gather(flat, indices, batch_dims=1)
 
 
+def multi_worker(strategy) -> bool:
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
 def make_strategy(name: str, cpu_replicas: int = 0) -> tf.distribute.Strategy:
     """The tf.distribute strategy (`cellseg.distribute.make_strategy` says which).
 

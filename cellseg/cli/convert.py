@@ -22,9 +22,10 @@ import tempfile
 from absl import flags
 
 from cellseg.cli import quiet  # noqa: I001 (first: TensorFlow loads without its start-up lines)
+quiet.require_tensorflow("cellseg-convert")  # the records (tf.train.Example) are TensorFlow's
 
 with quiet.beam_import():
-    from beam_pipelines import ctc_to_tfrecord as convert
+    from beam_pipelines import ctc_to_tfrecord as convert, jobs
 from cellseg import ctc, preprocess, stacks  # noqa: E402
 from cellseg.cli import common  # noqa: E402
 
@@ -60,7 +61,7 @@ flags.mark_flag_as_required("input_dir")
 def main(argv):
     common.start(argv[:1])  # the other arguments are Beam's
     beam_args = argv[1:]
-    unknown = convert.unknown_beam_args(beam_args)
+    unknown = jobs.unknown_beam_args(beam_args)
     if unknown:
         common.fail("cellseg-convert", f"unknown flag(s) {' '.join(unknown)} (neither a cellseg-convert nor a Beam option)")
     inputs = [path.strip() for value in FLAGS.input_dir for path in value.split(",") if path.strip()]

@@ -18,9 +18,10 @@ import tempfile
 from absl import flags
 
 from cellseg.cli import quiet  # noqa: I001 (first: TensorFlow loads without its start-up lines)
-import keras  # noqa: I001 (after quiet: keras imports TensorFlow)
-from cellseg import model_zoo
-from cellseg.cli import common
+quiet.require_tensorflow("cellseg-export")  # SavedModels are TensorFlow's
+import keras  # noqa: I001, E402 (after quiet: keras imports TensorFlow)
+from cellseg import model_zoo  # noqa: E402
+from cellseg.cli import common  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "The run folder to export (its checkpoints/best.keras and postprocess.json).")

@@ -31,7 +31,7 @@ from absl import flags
 from cellseg.cli import keras_backend  # noqa: I001 (first: it sets KERAS_BACKEND before Keras is imported)
 from cellseg.cli import quiet  # noqa: I001 (then TensorFlow loads without its start-up lines)
 with quiet.beam_import():
-    from beam_pipelines import ctc_to_tfrecord, predict_sequences
+    from beam_pipelines import jobs, predict_sequences
 from cellseg import instances, predict, tiling
 from cellseg.cli import common
 from cellseg.progress import Progress
@@ -105,7 +105,7 @@ def main(argv):
 
 def on_beam(beam_args: list[str]) -> None:
     common.start([""])
-    unknown = ctc_to_tfrecord.unknown_beam_args(beam_args)
+    unknown = jobs.unknown_beam_args(beam_args)
     if unknown:
         common.fail("cellseg-predict", f"unknown flag(s) {' '.join(unknown)} (neither a cellseg-predict nor a Beam "
                     "option)")

@@ -20,6 +20,8 @@ import logging
 import os
 import sys
 
+from cellseg import errors
+
 VERBOSE = "--verbose" in sys.argv
 
 
@@ -47,17 +49,28 @@ def first_half_cast() -> None:
     Running an op starts TensorFlow's runtime, after which devices (logical CPUs, GPU memory growth) and a
     multi-worker job's collectives can no longer be configured: call it after the strategy is made. In a
     multi-worker job (TF_CONFIG set) the strategy's own start runs ops first, and the notice may show once.
+    Without TensorFlow, nothing.
     """
+    if not errors.TENSORFLOW_INSTALLED:
+        return
     with muted():
         tf.cast(tf.zeros([1], tf.float16), tf.float32)
 
 
 if not VERBOSE:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-with muted():
-    import tensorflow as tf
+if errors.TENSORFLOW_INSTALLED:  # a machine with JAX alone has none to quieten
+    with muted():
+        import tensorflow as tf
 
-    tf.config.list_physical_devices("GPU")  # the device probe prints the cuInit failure; it starts no runtime
+        tf.config.list_physical_devices("GPU")  # the device probe prints the cuInit failure; it starts no runtime
+
+
+def require_tensorflow(command: str) -> None:
+    """Exit in one line, before the imports that would fail, where `command` needs TensorFlow and it is not
+    installed (a machine set up with cellseg[jax])."""
+    if not errors.TENSORFLOW_INSTALLED:
+        sys.exit(f"{command}: " + errors.needs_tensorflow("it"))
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ import tensorflow as tf  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from beam_pipelines import ctc_to_tfrecord as convert  # noqa: E402
-from cellseg import augment, data, synthetic  # noqa: E402
+from cellseg import augment, data, records as records_lib, synthetic  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PANEL, LABEL = 224, 18
@@ -32,7 +32,7 @@ def tile():
         synthetic.write_dataset(root, synthetic.Config(kind="fluo", sequences=1, frames=1, height=256, width=256, seed=4))
         out = os.path.join(scratch, "records")
         convert.run([root], convert.Output(out), convert.Settings(val_fraction=0.999))
-        records = data.open_records(out)
+        records = records_lib.open_records(out)
         return next(iter(data.validation_dataset(records, 256, 1)))
 
 
