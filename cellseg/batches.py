@@ -58,22 +58,24 @@ def training_input(records: Records, patch_size: int, global_batch: int, seed: i
 def _endless_frames(records: Records, rng: np.random.Generator, distances: bool):
     """(image, labels, maps) of the training frames, pass after pass, the shards in a new order each pass;
     decoded once and kept when they fit in CACHE_BYTES."""
-    cache, size = [], 0
-    for shard in rng.permutation(len(records.train)):
-        for frame in records_lib.frames(_one_shard(records, shard), "train"):
-            arrays = records_lib.inputs(frame, distances)
-            if cache is not None:
-                size += sum(array.nbytes for array in arrays)
-                cache = cache + [arrays] if size <= CACHE_BYTES else None
-            yield arrays
+    cache, size, first = [], 0, True
     while True:
-        if cache is not None:
+        if not first and cache is not None:
             for index in rng.permutation(len(cache)):
                 yield cache[index]
             continue
         for shard in rng.permutation(len(records.train)):
             for frame in records_lib.frames(_one_shard(records, shard), "train"):
-                yield records_lib.inputs(frame, distances)
+                arrays = records_lib.inputs(frame, distances)
+                if first and cache is not None:
+                    size += sum(array.nbytes for array in arrays)
+                    cache = cache if size <= CACHE_BYTES else None
+                    if cache is not None:
+                        cache.append(arrays)
+                yield arrays
+        if first and not size:
+            raise ValueError(f"{records.directory}: the training split holds no frames")
+        first = False
 
 
 def _one_shard(records: Records, index: int) -> Records:

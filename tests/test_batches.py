@@ -121,3 +121,9 @@ def test_frames_resampled_in_numpy_equal_tf_datas(fluo_records, scale):
     np.testing.assert_allclose(image, np.asarray(theirs[0])[:height, :width], atol=1e-6)
     np.testing.assert_array_equal(labels, np.asarray(theirs[1])[:height, :width])
     np.testing.assert_allclose(maps, np.asarray(theirs[2])[:height, :width], atol=1e-6)
+
+
+def test_a_training_split_without_frames_is_refused_rather_than_waited_on(fluo):
+    empty = records_lib.Records(fluo.directory, fluo.description, (), fluo.val)
+    with pytest.raises(ValueError, match="the training split holds no frames"):
+        next(batches.training_batches(empty, 32, 4, seed=0))
