@@ -95,6 +95,7 @@ class Settings:
     pixel_size: float | None = None
     frame_interval: float | None = None
     max_pixels: int = 0  # 0: cellseg's default pixel budget per network call
+    engine: str = "keras"  # predict.ENGINES: "onnx" runs a package's ONNX weights
 
 
 # --- listing (on the machine that launches the job) ---------------------------------
@@ -244,7 +245,8 @@ class SegmenterHandler(ModelHandler):
 
     def load_model(self):
         path = _local_model(self.settings.model)
-        model = predict.load_model(path, max_pixels=self.settings.max_pixels or tiling.MAX_TILE_PIXELS)
+        model = predict.load_model(path, max_pixels=self.settings.max_pixels or tiling.MAX_TILE_PIXELS,
+                                   engine=self.settings.engine)
         if self.settings.tta:
             model = dataclasses.replace(model, predict=tiling.averaged_over_symmetries(model.predict))
         return Loaded(model, predict.postprocess_settings(model, dict(self.settings.overrides)))
@@ -413,7 +415,7 @@ def run(source: str, output_dir: str, settings: Settings, beam_args: list[str] |
     sequences = list_sequences(source)
     frames = sum(len(s.frames) for s in sequences if s.stack is None)
     stacked = sum(1 for s in sequences if s.stack is not None)
-    _check_model(settings.model)
+    _check_model(settings.model, settings.engine)
     for old in _match(FileSystems.join(output_dir, "errors-*")) + _match(FileSystems.join(output_dir, SUMMARY)):
         FileSystems.delete([old])
     if "://" not in output_dir:
@@ -435,13 +437,13 @@ def run(source: str, output_dir: str, settings: Settings, beam_args: list[str] |
     return summary
 
 
-def _check_model(path: str) -> None:
+def _check_model(path: str, engine: str = "keras") -> None:
     """ValueError in one line, before any worker starts, for a model that is not there."""
     if "://" in path:
         if not FileSystems.exists(path):
             raise ValueError(f"{path}: no such model")
         return
-    predict.load_model(path)  # names what is wrong with a local model
+    predict.load_model(path, engine=engine)  # names what is wrong with a local model
 
 
 def format_summary(summary: dict, output_dir: str) -> str:

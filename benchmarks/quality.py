@@ -69,7 +69,7 @@ from pages import between_markers  # noqa: E402
 import keras  # noqa: E402
 
 from cellseg import plan, run_folder, tuning  # noqa: E402
-from cellseg.data import open_records  # noqa: E402 (`data` names a dataset folder here)
+from cellseg.records import open_records  # noqa: E402
 
 REALDATA = os.path.join(os.path.dirname(ROOT), "shared", "realdata")
 CHO = os.path.join(REALDATA, "Fluo-N2DH-CHO-slices")

@@ -3,11 +3,13 @@
 `export(run_dir, output)` builds the package with the `bioimageio.spec` library
 (the optional extra `cellseg[bioimageio]`) and validates it as it writes:
 
-- the network with its target's activation, in two weight formats: Keras v3
+- the network with its target's activation, in three weight formats: Keras v3
   (`.keras`, built-in Keras layers only, so `keras.models.load_model` reads it
-  in safe mode without cellseg) and a TensorFlow SavedModel bundle converted
+  in safe mode without cellseg), a TensorFlow SavedModel bundle converted
   from it (endpoint `serve` and signature `serving_default`, {"input"} to
-  {"output"}), both taking any height and width the spec's sizes allow;
+  {"output"}) and ONNX (`cellseg.onnx_weights`, opset 17, which ONNX Runtime
+  and tools built on it run without TensorFlow), all taking any height
+  and width the spec's sizes allow;
 - the input [batch, channel, y, x] with the spec's own `scale_range` (each
   frame's percentiles, those the run's records were stretched with) and `clip`
   to [0, 1]: cellseg's percentile stretch; the output named by the target's
@@ -40,8 +42,8 @@ import tensorflow as tf
 from PIL import Image
 
 import cellseg
-from cellseg import (errors, instances, model, plan, predict, preprocess, records as records_lib, run_folder, segmenter,
-                     targets, tiff, tiling)
+from cellseg import (errors, instances, model, onnx_weights, plan, predict, preprocess, records as records_lib,
+                     run_folder, segmenter, targets, tiff, tiling)
 
 # bioimageio.core runs Keras weights on the backend this names, and sets it to torch when unset.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -191,6 +193,8 @@ def export(run_dir: str, output: str, test_image: str | None = None, about: Abou
         network.save(keras_path)
         _saved_model(network, os.path.join(work, "saved_model"))
         bundle = _zip(os.path.join(work, "saved_model"), os.path.join(work, "tf_saved_model_bundle.zip"))
+        onnx_path = os.path.join(work, "cellseg_unet.onnx")
+        onnx_weights.write(network, onnx_path, INPUT, OUTPUT)
         stretched = stretch_as_packaged(raw, percentiles)
         served = tf.saved_model.load(os.path.join(work, "saved_model"))
         outputs = served.serve(tf.constant(stretched[None, None]))[OUTPUT].numpy()
@@ -213,7 +217,7 @@ def export(run_dir: str, output: str, test_image: str | None = None, about: Abou
             cite=[v0_5.CiteEntry(text=CITATION[0], doi=CITATION[1])],
             documentation=v0_5.FileDescr(source=os.path.join(work, "README.md")),
             covers=[v0_5.FileDescr(source=os.path.join(work, "cover.png"))],
-            tags=["cellseg", "unet", "segmentation", "cells", "2d", "tensorflow", "keras"],
+            tags=["cellseg", "unet", "segmentation", "cells", "2d", "tensorflow", "keras", "onnx"],
             inputs=[v0_5.InputTensorDescr(
                 id=v0_5.TensorId(INPUT), description="a raw grey frame",
                 axes=[v0_5.BatchAxis(), v0_5.ChannelAxis(channel_names=[v0_5.Identifier("raw")]),
@@ -240,7 +244,8 @@ def export(run_dir: str, output: str, test_image: str | None = None, about: Abou
                 keras_v3=v0_5.KerasV3WeightsDescr(source=keras_path, keras_version=keras.__version__,
                                                   backend=("tensorflow", tf.__version__)),
                 tensorflow_saved_model_bundle=v0_5.TensorflowSavedModelBundleWeightsDescr(
-                    source=bundle, tensorflow_version=tf.__version__, parent="keras_v3")),
+                    source=bundle, tensorflow_version=tf.__version__, parent="keras_v3"),
+                onnx=v0_5.OnnxWeightsDescr(source=onnx_path, opset_version=onnx_weights.OPSET, parent="keras_v3")),
             config={predict.PACKAGE_CONFIG: {
                 "version": cellseg.__version__, "target": row.name, "architecture": dict(trained.architecture),
                 "percentiles": list(percentiles), "halo": halo, "postprocess": tuned, "input_scale": scale,
@@ -319,14 +324,22 @@ def _scale_note(scale: float) -> str:
             "its outputs back to the frame's size. `cellseg-predict --model=this.zip` does so.\n")
 
 
-def test(package: str) -> tuple[bool, list[str]]:
+def test(package: str) -> tuple[bool, list[str], str]:
     """bioimageio.core's model test of `package` (each weight format on the test input, against the test
-    output): (passed, one line per check). bioimageio.core unzips the SavedModel into the working folder."""
+    output): (passed, one line per check, the first failed check and its first error, "" when passed).
+    bioimageio.core unzips the SavedModel into the working folder."""
     if v0_5 is None:
         raise ValueError(f"testing a package {NEEDS_EXTRA}")
-    summary = test_model(package)
-    lines = [f"bioimageio.core model test: {summary.status}"]
+    try:
+        summary = test_model(package)
+    except Exception as error:  # bioimageio.core raises many kinds for what is not a package
+        raise ValueError(f"{package}: not a testable package ({errors.first_line(error)})") from None
+    lines, failures = [f"bioimageio.core model test: {summary.status}"], []
     for detail in summary.details:
         lines.append(f"  {detail.status:>7}  {detail.name}")
-        lines += [f"           error: {error.msg.splitlines()[0] if error.msg else error}" for error in detail.errors]
-    return summary.status == "passed", lines
+        messages = [error.msg.splitlines()[0] if error.msg else str(error) for error in detail.errors]
+        lines += [f"           error: {message}" for message in messages]
+        if detail.status == "failed":
+            failures.append(f"{detail.name}: {messages[0]}" if messages else detail.name)
+    passed = summary.status == "passed"
+    return passed, lines, "" if passed else (failures[0] if failures else summary.status)

@@ -37,8 +37,8 @@ import yaml
 from PIL import Image
 from skimage import measure, segmentation
 
-from cellseg import (ctc, errors, instances, plan, preprocess, record_fields, resampling, run_folder, segmenter,
-                     stacks, staging, targets, tiff, tiling, tracking)
+from cellseg import (ctc, errors, instances, onnx_weights, plan, preprocess, record_fields, resampling, run_folder,
+                     segmenter, stacks, staging, targets, tiff, tiling, tracking)
 from cellseg import model as model_lib
 
 if errors.TENSORFLOW_INSTALLED:  # SavedModel exports; a machine with JAX alone predicts from .keras checkpoints
@@ -48,6 +48,8 @@ if errors.TENSORFLOW_INSTALLED:  # SavedModel exports; a machine with JAX alone 
 # A bioimage.io model package written by `cellseg.model_zoo`: its tensors, and its config's cellseg part.
 PACKAGE_INPUT, PACKAGE_OUTPUT, PACKAGE_CONFIG = "input", "output", "cellseg"
 PACKAGE_DESCRIPTIONS = ("rdf.yaml", "bioimageio.yaml")
+# What runs the network: Keras (any model), or ONNX Runtime on a package's ONNX weights.
+ENGINES = ("keras", "onnx")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,9 +77,11 @@ class Model:
         return tiling.tiles_per_call(tile, self.max_pixels) if whole else 1
 
 
-def load_model(path: str, tile: int = 0, overlap: int = -1, max_pixels: int = tiling.MAX_TILE_PIXELS) -> Model:
+def load_model(path: str, tile: int = 0, overlap: int = -1, max_pixels: int = tiling.MAX_TILE_PIXELS,
+               engine: str = "keras") -> Model:
     """A model from a run folder, its `checkpoints/best.keras`, its `export/` folder, or a bioimage.io package
-    that `cellseg-export` wrote (its Keras weights, in safe mode, and its tuned thresholds).
+    that `cellseg-export` wrote (its Keras weights, in safe mode, or with `engine` "onnx" its ONNX weights run by
+    ONNX Runtime; and its tuned thresholds).
 
     `tile` 0 and `overlap` -1 choose them per frame (`tiling.choose`: the whole
     frame when it holds at most `max_pixels`); an export predicts its own tile
@@ -87,8 +91,13 @@ def load_model(path: str, tile: int = 0, overlap: int = -1, max_pixels: int = ti
     """
     if os.path.isdir(path) and os.path.exists(os.path.join(path, run_folder.BEST)):
         path = os.path.join(path, run_folder.BEST)
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; one of {', '.join(ENGINES)}")
     if path.endswith(".zip"):
-        return _load_package(path, tile, overlap, max_pixels)
+        return _load_package(path, tile, overlap, max_pixels, engine)
+    if engine != "keras":
+        raise ValueError(f"{path}: the {engine} engine runs a package's {engine} weights; give a .zip that "
+                         "cellseg-export wrote, or leave the engine at keras")
     predict_batch, target, layout = _load(path, tile, overlap, max_pixels)
     base = os.path.normpath(path)
     run_dir = os.path.dirname(os.path.dirname(base)) if base.endswith(".keras") else os.path.dirname(base)
@@ -125,20 +134,32 @@ def read_postprocess(path: str, target: str, model: str) -> dict | None:
     return values
 
 
-def _load_package(path: str, tile: int, overlap: int, max_pixels: int) -> Model:
-    """A model from a bioimage.io package made by cellseg: the Keras v3 weights named in its config."""
+def _load_package(path: str, tile: int, overlap: int, max_pixels: int, engine: str = "keras") -> Model:
+    """A model from a bioimage.io package made by cellseg: the Keras v3 weights named in its config, or with
+    `engine` "onnx" its ONNX weights entry run by ONNX Runtime."""
     try:
         with zipfile.ZipFile(path) as package:
             names = set(package.namelist())
             found = next((name for name in PACKAGE_DESCRIPTIONS if name in names), None)
             if found is None:
                 raise ValueError(f"{path}: not a bioimage.io package (no {' or '.join(PACKAGE_DESCRIPTIONS)})")
-            config = (yaml.safe_load(package.read(found)).get("config") or {}).get(PACKAGE_CONFIG)
+            description = yaml.safe_load(package.read(found))
+            config = (description.get("config") or {}).get(PACKAGE_CONFIG)
             if not config or config.get("weights") not in names:
                 raise ValueError(f"{path}: a bioimage.io package, but not one cellseg-export wrote")
+            entry = config["weights"] if engine == "keras" else \
+                ((description.get("weights") or {}).get(engine) or {}).get("source")
+            if entry not in names:
+                raise ValueError(f"{path}: the package has no {engine} weights (exported by an earlier cellseg?); "
+                                 "export it again, or predict with --engine=keras")
             with tempfile.TemporaryDirectory() as scratch:
-                weights = package.extract(config["weights"], scratch)
-                network = keras.models.load_model(weights, compile=False)  # safe mode
+                weights = package.extract(entry, scratch)
+                if engine == "keras":
+                    network = keras.models.load_model(weights, compile=False)  # safe mode
+                    run = network.predict_on_batch
+                else:
+                    # The session holds the model: the extracted file is not needed after this.
+                    run = onnx_weights.runner(weights, PACKAGE_INPUT, f"{path}: {entry}")
     except (zipfile.BadZipFile, OSError, yaml.YAMLError) as error:
         raise ValueError(f"{path}: unreadable package ({errors.first_line(error)})") from error
     depth = config["architecture"]["depth"]
@@ -147,7 +168,7 @@ def _load_package(path: str, tile: int, overlap: int, max_pixels: int) -> Model:
         raise ValueError("a package predicts whole frames or tiles it chooses; leave --tile_size and --overlap out")
 
     def predict_batch(tiles: np.ndarray) -> np.ndarray:  # the package's network is [n, c, y, x]
-        return np.moveaxis(network.predict_on_batch(np.moveaxis(tiles, -1, 1)), 1, -1)
+        return np.moveaxis(np.asarray(run(np.moveaxis(tiles, -1, 1))), 1, -1)
 
     return Model(predict_batch, targets.check(config["target"]), config.get("postprocess") or None, path,
                  lambda height, width: tiling.choose(height, width, multiple, radius, max_pixels), max_pixels,
@@ -362,7 +383,7 @@ def check_writable(folder: str) -> None:
 def run_prediction(source: str, model_path: str, output_dir: str, tile: int = 0, overlap: int = -1,
                    overrides: dict | None = None, overlays: bool = False, progress=None, tta: bool = True,
                    max_pixels: int = tiling.MAX_TILE_PIXELS, track: bool = True, pixel_size: float | None = None,
-                   frame_interval: float | None = None) -> dict:
+                   frame_interval: float | None = None, engine: str = "keras") -> dict:
     """Segment every frame of `source` into `output_dir`; returns counts, the settings and the frames that failed.
 
     `tile` 0 and `overlap` -1 choose them per frame (see `load_model`); `overrides`
@@ -376,7 +397,7 @@ def run_prediction(source: str, model_path: str, output_dir: str, tile: int = 0,
     A CTC sequence folder or a stack is tracked as it streams (`track`, `cellseg.tracking`):
     one label per track in the masks, `res_track.txt` beside them, `tracks.csv`
     (lengths and speeds in um and minutes with `pixel_size` and `frame_interval`; a stack's
-    own pixel size when `pixel_size` is None).
+    own pixel size when `pixel_size` is None). `engine` "onnx" runs a package's ONNX weights (`load_model`).
     """
     sequence = sequence_name(source)
     with contextlib.ExitStack() as opened:
@@ -388,7 +409,7 @@ def run_prediction(source: str, model_path: str, output_dir: str, tile: int = 0,
         else:
             frames = [(name, functools.partial(tiff.read, path), path) for name, path in list_frames(source)]
         check_writable(output_dir)
-        model = load_model(model_path, tile, overlap, max_pixels)
+        model = load_model(model_path, tile, overlap, max_pixels, engine)
         if tta:
             model = dataclasses.replace(model, predict=tiling.averaged_over_symmetries(model.predict))
         settings = postprocess_settings(model, overrides)

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 
 import keras
 import numpy as np
@@ -63,7 +64,7 @@ def test_the_command_writes_a_package_that_passes_the_spec_and_bioimageio_core_s
     assert "bioimageio.core model test: passed" in done.stdout
     assert "━" not in done.stdout + done.stderr  # the model test's predictions print no progress bars
     tested = [line.split()[-1].strip("()") for line in done.stdout.splitlines() if "Reproduce test outputs" in line]
-    assert sorted(tested) == ["keras_v3", "tensorflow_saved_model_bundle"], done.stdout
+    assert sorted(tested) == ["keras_v3", "onnx", "tensorflow_saved_model_bundle"], done.stdout
 
 
 def test_predicting_with_the_package_gives_the_run_folder_s_labels(package, run_dir, fluo_dataset, tmp_path):
@@ -77,6 +78,63 @@ def test_predicting_with_the_package_gives_the_run_folder_s_labels(package, run_
         if name.endswith(".tif"):
             np.testing.assert_array_equal(tiff.read(tmp_path / "package" / "02_RES" / name),
                                           tiff.read(tmp_path / "run" / "02_RES" / name))
+
+
+def test_the_onnx_engine_gives_the_keras_weights_labels(package, fluo_dataset, tmp_path):
+    path, _ = package
+    keras_outputs, onnx_outputs = (predict.load_model(path, engine=engine) for engine in ("keras", "onnx"))
+    frames = np.random.default_rng(1).random((2, 96, 64, 1), np.float32)
+    np.testing.assert_allclose(onnx_outputs.predict(frames), keras_outputs.predict(frames), atol=1e-5)
+    # The command as a user types it, against the Keras weights through the API.
+    done = subprocess.run([sys.executable, "-m", "cellseg.cli.predict", f"--model={path}", "--engine=onnx",
+                           f"--input={fluo_dataset / '02'}", f"--output_dir={tmp_path / 'onnx'}"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    by_keras = predict.run_prediction(str(fluo_dataset / "02"), path, str(tmp_path / "keras"))
+    masks = sorted(name for name in os.listdir(tmp_path / "keras" / "02_RES") if name.endswith(".tif"))
+    assert masks and by_keras["cells"] > 0
+    for name in masks:
+        np.testing.assert_array_equal(tiff.read(tmp_path / "onnx" / "02_RES" / name),
+                                      tiff.read(tmp_path / "keras" / "02_RES" / name))
+    assert (tmp_path / "onnx" / "cells.csv").read_text() == (tmp_path / "keras" / "cells.csv").read_text()
+
+
+def _with_entry(package: str, copy: str, name: str, data: bytes) -> str:
+    """A copy of the zip `package` with the file `name` replaced by `data`."""
+    with zipfile.ZipFile(package) as source, zipfile.ZipFile(copy, "w") as target:
+        for info in source.infolist():
+            target.writestr(info, data if info.filename == name else source.read(info.filename))
+    return copy
+
+
+def test_a_corrupt_onnx_entry_fails_the_check_and_the_engine_in_one_line(package, run_dir, tmp_path):
+    path, _ = package
+    onnx_file = "cellseg_unet.onnx"
+    whole = zipfile.ZipFile(path).read(onnx_file)
+    corrupt = _with_entry(path, str(tmp_path / "corrupt.zip"), onnx_file, whole[:len(whole) // 2])
+    done = export_command(f"--model={corrupt}", "--check")
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"cellseg-export: {corrupt}: bioimageio.core's model test failed: ") and onnx_file in last
+    assert "failed" in done.stdout
+    with pytest.raises(ValueError) as refused:
+        predict.load_model(corrupt, engine="onnx")
+    assert str(refused.value).startswith(f"{corrupt}: {onnx_file}: not a readable ONNX model (")
+    assert "\n" not in str(refused.value)
+    # A package without the entry (an earlier export), and the engine asked of a run folder.
+    without = str(tmp_path / "without.zip")
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(without, "w") as target:
+        for info in source.infolist():
+            if info.filename != onnx_file:
+                target.writestr(info, source.read(info.filename))
+    with pytest.raises(ValueError, match=r"the package has no onnx weights .*--engine=keras$"):
+        predict.load_model(without, engine="onnx")
+    with pytest.raises(ValueError, match=r"the onnx engine runs a package's onnx weights"):
+        predict.load_model(run_dir, engine="onnx")
+    package_only = export_command(f"--model={path}", f"--output={tmp_path / 'x.zip'}")
+    assert package_only.returncode == 1 and package_only.stderr.strip().splitlines()[-1] == \
+        f"cellseg-export: --model={path} is a package: it can only be tested (--check, without --output); " \
+        "export takes a run folder"
 
 
 def export_command(*args):

@@ -4,6 +4,8 @@
 
     cellseg-predict --model=runs/gowt1 --input=movie.ome.tif --output_dir=out   # a (T, Y, X) stack
 
+    cellseg-predict --model=gowt1.zip --engine=onnx --input=data/X/02 --output_dir=out   # ONNX Runtime
+
     cellseg-predict --model=gs://b/runs/gowt1 --input=gs://b/plates --output_dir=gs://b/results \
         --runner=DataflowRunner --project=P --region=R ...                    # many sequences on Beam
 
@@ -38,7 +40,10 @@ from cellseg.progress import Progress
 
 FLAGS = flags.FLAGS
 BACKEND = keras_backend.define(__name__)
-flags.DEFINE_string("model", None, "A cellseg model: a run folder, its checkpoints/best.keras, or its export/.")
+flags.DEFINE_string("model", None, "A cellseg model: a run folder, its checkpoints/best.keras, its export/, or a "
+                    "package that cellseg-export wrote (NAME.zip).")
+flags.DEFINE_enum("engine", "keras", predict.ENGINES, "What runs the network: keras, or onnx (a package's ONNX "
+                  "weights run by ONNX Runtime, without TensorFlow: pip install 'cellseg[onnx]').")
 flags.DEFINE_string("input", None, "A CTC sequence folder (e.g. data/X/02), a (T, Y, X) TIFF or OME-TIFF stack "
                     "(results in <stem>_RES/), a TIFF, or a glob of TIFFs.")
 flags.DEFINE_string("output_dir", None, "Where NN_RES/ (or labels/), cells.csv, tracks.csv and overlays/ go; "
@@ -82,7 +87,8 @@ def main(argv):
         keras_backend.check(BACKEND.value)
         result = predict.run_prediction(FLAGS.input, FLAGS.model, FLAGS.output_dir, FLAGS.tile_size, FLAGS.overlap,
                                         overrides, FLAGS.overlays, Progress("segmenting frames"), FLAGS.tta,
-                                        FLAGS.max_tile_pixels, FLAGS.track, _PIXEL_SIZE.value, _FRAME_INTERVAL.value)
+                                        FLAGS.max_tile_pixels, FLAGS.track, _PIXEL_SIZE.value, _FRAME_INTERVAL.value,
+                                        FLAGS.engine)
     except (ValueError, RuntimeError) as error:
         common.fail("cellseg-predict", error)
     except KeyboardInterrupt:
@@ -117,7 +123,7 @@ def on_beam(beam_args: list[str]) -> None:
     settings = predict_sequences.Settings(
         FLAGS.model, FLAGS.tta, FLAGS.track, FLAGS.overlays,
         tuple((name, value) for name, value in overrides.items() if value is not None),
-        _PIXEL_SIZE.value, _FRAME_INTERVAL.value, FLAGS.max_tile_pixels)
+        _PIXEL_SIZE.value, _FRAME_INTERVAL.value, FLAGS.max_tile_pixels, FLAGS.engine)
     try:
         summary = predict_sequences.run(FLAGS.input, FLAGS.output_dir, settings,
                                         [f"--runner={FLAGS.runner}", *beam_args])
