@@ -4,6 +4,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["CUDA_VISIBLE_DEVICES"] = ""
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # the napari plugin's widget, without a display
 
 import pytest  # noqa: E402
 

@@ -61,16 +61,36 @@ def test_train_over_two_cpu_replicas_from_the_command_line(trained):
 WITHOUT_TENSORFLOW = {**USER_ENV, "PYTHONPATH": os.path.join(os.path.dirname(__file__), "without_tensorflow")}
 
 
+def check_mixed_precision(done, run):
+    """--mixed_precision as typed: the log names the policy the devices get (bfloat16 on a CPU), the checkpoint
+    records it with float32 weights, and its training and validation losses stay finite."""
+    import keras
+
+    assert "mixed precision: mixed_bfloat16 (bfloat16 compute, float32 weights)" in done.stdout
+    metrics = json.loads((run / "metrics.json").read_text())
+    losses = [float(metrics["final_epoch"]["loss"]), metrics["validation"]["loss"]]
+    assert np.isfinite(losses).all(), metrics
+    net = keras.saving.load_model(run / "checkpoints" / "best.keras", compile=False)
+    assert net.dtype_policy.name == "mixed_bfloat16", net.dtype_policy
+    assert all(weight.dtype == "float32" for weight in net.weights)
+    # Loaded outside the run, the U-Net inside is rebuilt under the global float32 policy: prediction computes
+    # in float32 whatever the run trained in.
+    assert {layer.dtype_policy.name for layer in net.unet.layers if layer.weights} == {"float32"}
+
+
 def test_train_and_predict_on_jax_without_tensorflow_label_as_tensorflow_does(trained, tmp_path):
     """The JAX commands on a Python where TensorFlow cannot be imported (as with pip install 'cellseg[jax]'):
-    records read in Python, numpy batches, TensorBoard by its own writer; the labels equal TensorFlow's."""
+    records read in Python, numpy batches, TensorBoard by its own writer, --mixed_precision in bfloat16; the labels
+    equal TensorFlow's."""
     # One device: DataParallel over two host devices trains (by hand, on an idle machine), but XLA's CPU all-reduce
     # aborts after a 40 s rendezvous timeout when the two cores are shared with other work, as in CI.
     _, data, records, _, _ = trained
     run = tmp_path / "jax-run"
     done = command("train", "--backend=jax", f"--records_dir={records}", f"--model_dir={run}", "--epochs=2",
-                   "--steps_per_epoch=3", "--learning_rate=1e-2", *TINY_NET, env=WITHOUT_TENSORFLOW)
+                   "--steps_per_epoch=3", "--learning_rate=1e-2", "--mixed_precision", *TINY_NET,
+                   env=WITHOUT_TENSORFLOW)
     assert "1 replica(s) (one cpu device on JAX); global batch 2 = 2 per replica x 1" in done.stdout
+    check_mixed_precision(done, run)
     for made in ("plan.json", "postprocess.json", "metrics.json", "flags.txt", "checkpoints/best.keras"):
         assert (run / made).exists(), made
     assert not (run / "export").exists()
@@ -106,15 +126,17 @@ def test_train_and_predict_on_jax_without_tensorflow_label_as_tensorflow_does(tr
 
 
 def test_one_device_and_auto_strategies_and_planned_settings_given_on_the_command_line(trained, tmp_path):
-    """Both strategies; the second run also gives --input_scale, --foreground_patches and --clip_norm as typed:
-    plan.json and flags.txt keep them, and prediction resamples the frames by the run's scale and gives labels
-    of the frames' own size."""
+    """Both strategies, the first with --mixed_precision (bfloat16 on a CPU); the second run also gives
+    --input_scale, --foreground_patches and --clip_norm as typed: plan.json and flags.txt keep them, and
+    prediction resamples the frames by the run's scale and gives labels of the frames' own size."""
     _, data, records, _, _ = trained
     given = ["--input_scale=1.5", "--foreground_patches=0.5", "--clip_norm=1", "--weight_averaging=0.5"]
-    for strategy, extra in (("one_device", []), ("auto", given)):
+    for strategy, extra in (("one_device", ["--mixed_precision"]), ("auto", given)):
         done = command("train", f"--records_dir={records}", f"--model_dir={tmp_path / strategy}", "--epochs=1",
                        "--steps_per_epoch=1", f"--strategy={strategy}", "--notune_postprocessing", *TINY_NET, *extra)
         assert "1 replica(s) (OneDeviceStrategy)" in done.stdout
+        if strategy == "one_device":
+            check_mixed_precision(done, tmp_path / strategy)
     run = tmp_path / "auto"
     settings = json.loads((run / "plan.json").read_text())["settings"]
     assert settings["input_scale"]["value"] == 1.5 and settings["input_scale"]["given"]
@@ -219,23 +241,3 @@ def test_predict_on_beam_from_the_command_line_equals_the_single_process(trained
     assert "Unknown command line flag 'direct_num_workers'" in alone.stderr
 
 
-def test_mixed_precision_computes_in_bfloat16_on_the_cpu_on_both_backends(trained, tmp_path):
-    """--mixed_precision as typed, on TensorFlow and on JAX: the log names the policy the devices get (bfloat16 on
-    a CPU), the checkpoint records it with float32 weights, and its training and validation losses stay finite."""
-    import keras
-
-    _, _, records, _, _ = trained
-    for backend in ("tensorflow", "jax"):
-        run = tmp_path / backend
-        done = command("train", f"--backend={backend}", f"--records_dir={records}", f"--model_dir={run}",
-                       "--epochs=1", "--steps_per_epoch=2", "--mixed_precision", "--notune_postprocessing", *TINY_NET)
-        assert "mixed precision: mixed_bfloat16 (bfloat16 compute, float32 weights)" in done.stdout, backend
-        metrics = json.loads((run / "metrics.json").read_text())
-        losses = [float(metrics["final_epoch"]["loss"]), metrics["validation"]["loss"]]
-        assert np.isfinite(losses).all(), (backend, metrics)
-        net = keras.saving.load_model(run / "checkpoints" / "best.keras", compile=False)
-        assert net.dtype_policy.name == "mixed_bfloat16", (backend, net.dtype_policy)
-        assert all(weight.dtype == "float32" for weight in net.weights)
-        # Loaded outside the run, the U-Net inside is rebuilt under the global float32 policy: prediction computes
-        # in float32 whatever the run trained in.
-        assert {layer.dtype_policy.name for layer in net.unet.layers if layer.weights} == {"float32"}
