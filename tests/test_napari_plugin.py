@@ -11,17 +11,15 @@ import os
 import subprocess
 import sys
 
+import napari
 import numpy as np
 import pytest
+from napari.components import ViewerModel
 from scipy import ndimage
 
 from cellseg import ctc, synthetic, tiff, tracking
 from cellseg.napari_plugin import reader, samples
-
-napari = pytest.importorskip("napari", reason="the napari extra")  # installed by make test (the test extra)
-from napari.components import ViewerModel  # noqa: E402
-
-from cellseg.napari_plugin import widget as widget_lib  # noqa: E402
+from cellseg.napari_plugin import widget as widget_lib
 
 FIGURES = os.environ.get("CELLSEG_FIGURES", "")  # a folder: the screenshot goes there too (docs/figures)
 
