@@ -18,6 +18,7 @@ def expected_parameters(base, depth, channels=1, outputs=1):
     return total + base * outputs + outputs  # the 1x1 logits conv has a bias
 
 
+@pytest.mark.one_backend  # layer shapes: Keras' arithmetic, the same on every backend
 @pytest.mark.parametrize("base, depth", [(4, 2), (16, 4), (64, 4)])
 def test_parameter_count_matches_the_paper_blocks(base, depth):
     unet = model.build_unet(2**depth * 4, base, depth)

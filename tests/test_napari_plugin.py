@@ -131,9 +131,13 @@ def test_the_widget_segments_and_tracks_as_cellseg_predict_does(qtbot, tiny_run,
     for name in ("cells.csv", "tracks.csv", os.path.join("01_RES", ctc.TRACKS), os.path.join("01_RES", "mask004.tif")):
         assert (tmp_path / "saved" / name).read_bytes() == (tmp_path / "cmd" / name).read_bytes(), name
     assert saved == str(tmp_path / "saved")
-    # A second run replaces the layers rather than adding more.
-    _run(qtbot, widget)
+    # A second run, untracked, replaces the layers: the same masks but for their labels, and no tracks.
     assert [layer.name for layer in viewer.layers] == ["movie", "cellseg", "cellseg tracks"]
+    widget.track.setChecked(False)
+    _run(qtbot, widget)
+    assert [layer.name for layer in viewer.layers] == ["movie", "cellseg"]
+    np.testing.assert_array_equal(viewer.layers["cellseg"].data > 0, expected > 0)
+    assert widget.tracks_table.rowCount() == 0
 
 
 def test_cancel_stops_the_worker_and_adds_nothing(qtbot, tiny_run):

@@ -33,6 +33,7 @@ from cellseg import ctc, predict, tiff, tracking
 from cellseg.napari_plugin import reader
 
 SEQUENCE = "01"  # the scratch sequence the layer's frames are written as; its results go to 01_RES/
+LAYERS = ("cellseg", "cellseg tracks")  # the layers a run adds (reader.result_layers named "cellseg")
 
 
 class Cancelled(Exception):
@@ -69,7 +70,7 @@ def segment(frames: np.ndarray, model: str, folder: str, stop: threading.Event, 
         summary = running.result()
     except Cancelled:
         return None
-    return summary, reader.result_layers(os.path.join(output, predict.result_folder(SEQUENCE)), "cellseg")
+    return summary, reader.result_layers(os.path.join(output, predict.result_folder(SEQUENCE)), LAYERS[0])
 
 
 def read_table(path: str) -> tuple[list[str], list[list[str]]]:
@@ -168,7 +169,7 @@ class SegmentWidget(QWidget):
         layer = self.viewer.layers[name]
         if layer.rgb:
             raise ValueError(f"{name}: an RGB layer; cellseg segments grey frames")
-        data = np.asarray(layer.data)
+        data = np.asarray(layer.data[0] if layer.multiscale else layer.data)  # the full resolution
         if data.ndim not in (2, 3) or min(data.shape[-2:]) < 2:
             raise ValueError(f"{name}: {data.ndim}-D {data.shape}; cellseg takes a frame (Y, X) or a time-lapse "
                              "(T, Y, X)")
@@ -219,10 +220,10 @@ class SegmentWidget(QWidget):
             self.status.setText("cancelled; nothing added")
             return
         summary, layers = result
-        for data, meta, kind in layers:
-            name = meta["name"]
+        for name in LAYERS:  # an earlier run's, tracks included when this run has none
             if name in self.viewer.layers:
                 self.viewer.layers.remove(name)
+        for data, meta, kind in layers:
             getattr(self.viewer, f"add_{kind}")(data, **meta)
         self.results = os.path.join(self.scratch.name, "results")
         self._fill(self.cells_table, os.path.join(self.results, predict.CELLS_TABLE))
@@ -231,7 +232,7 @@ class SegmentWidget(QWidget):
         self.status.setText(
             f"{summary['frames']} frame(s), {summary['cells']} cells"
             + (f", {tracked['tracks']} tracks, {tracked['divisions']} divisions" if tracked else "")
-            + f" ({instances_note(summary)})")
+            + f" ({_thresholds(summary)})")
         self.save_button.setEnabled(True)
 
     def _failed(self, error: Exception) -> None:
@@ -274,6 +275,6 @@ class SegmentWidget(QWidget):
         super().closeEvent(event)
 
 
-def instances_note(summary: dict) -> str:
+def _thresholds(summary: dict) -> str:
     """Where the post-processing thresholds came from, as cellseg-predict says it."""
     return "thresholds tuned on validation" if summary.get("tuned") else "the target's default thresholds"
