@@ -10,11 +10,17 @@ TensorFlow, as exports do); onnxruntime only to run.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
 import numpy as np
 
 from cellseg import errors
+
+try:  # the optional extras cellseg[onnx] and cellseg[bioimageio]
+    import onnxruntime
+except ImportError:
+    onnxruntime = None
 
 # Opset 17 (ONNX 1.12, 2022): every operator the U-Net needs, and run by every ONNX Runtime since 1.12.
 OPSET = 17
@@ -27,9 +33,8 @@ def write(network, path: str, input_name: str, output_name: str) -> None:
 
     tf2onnx on the network's TensorFlow function, as Keras' `export(format="onnx")` does, but with the output
     named (Keras' export calls it "Identity:0"), so that the ONNX tensors carry the package's tensor ids."""
-    import tensorflow as tf
-    import tf2onnx
-
+    tf = importlib.import_module("tensorflow")  # loaded here, not with the module: predict imports it without TF
+    tf2onnx = importlib.import_module("tf2onnx")
     signature = [tf.TensorSpec([None, 1, None, None], tf.float32, name=input_name)]
     serve = tf.function(lambda frames: {output_name: network(frames, training=False)}, input_signature=signature)
     tf2onnx.convert.from_function(serve, input_signature=signature, opset=OPSET, output_path=path)
@@ -39,10 +44,8 @@ def runner(path: str, input_name: str, name: str = "") -> Callable[[np.ndarray],
     """frames [n, 1, h, w] -> outputs [n, C, h, w] by ONNX Runtime on the CPU (or the GPU its build has);
     ValueError in one line naming `name` (default `path`) when it is not an ONNX model of that input."""
     name = name or path
-    try:
-        import onnxruntime
-    except ImportError:
-        raise ValueError(f"{name}: {NEEDS_ONNXRUNTIME}") from None
+    if onnxruntime is None:
+        raise ValueError(f"{name}: {NEEDS_ONNXRUNTIME}")
     try:
         session = onnxruntime.InferenceSession(path, providers=onnxruntime.get_available_providers())
     except Exception as error:  # ONNX Runtime raises its own kinds (InvalidProtobuf, Fail, ...)
