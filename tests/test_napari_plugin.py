@@ -7,6 +7,7 @@ draw); the widget only uses the viewer's layer list.
 
 import collections
 import csv
+import io
 import os
 import subprocess
 import sys
@@ -15,9 +16,11 @@ import napari
 import numpy as np
 import pytest
 from napari.components import ViewerModel
+from PIL import Image, ImageDraw
+from qtpy.QtCore import QBuffer, QIODevice, Qt
 from scipy import ndimage
 
-from cellseg import ctc, synthetic, tiff, tracking
+from cellseg import ctc, predict, synthetic, tiff, tracking
 from cellseg.napari_plugin import reader, samples
 from cellseg.napari_plugin import widget as widget_lib
 
@@ -91,10 +94,11 @@ def _widget(qtbot, viewer, model, tta=False):
 
 
 def _run(qtbot, widget, timeout_ms=240_000):
-    worker = widget.run()
-    assert worker is not None, widget.status.text()
+    """Click Run, as a user does, and wait for the worker to finish."""
+    qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)
+    assert widget.worker is not None and not widget.run_button.isEnabled(), widget.status.text()
     qtbot.waitUntil(lambda: widget.run_button.isEnabled(), timeout=timeout_ms)
-    return worker
+    return widget.worker
 
 
 def test_the_widget_segments_and_tracks_as_cellseg_predict_does(qtbot, tiny_run, tmp_path):
@@ -141,18 +145,20 @@ def test_the_widget_segments_and_tracks_as_cellseg_predict_does(qtbot, tiny_run,
 
 
 def test_cancel_stops_the_worker_and_adds_nothing(qtbot, tiny_run):
-    # 48 frames of 512 x 512: the network takes 16 a call, and progress comes after each call's instances.
-    frames = np.tile(samples.sequence("fluo", frames=1, size=512, seed=7)[0][0], (48, 1, 1))
+    # 24 frames of 512 x 512: the network takes 16 a call and reports after each call's instances, (16, 24) first.
+    frames = np.tile(samples.sequence("fluo", frames=1, size=512, seed=7)[0][0], (24, 1, 1))
     viewer = ViewerModel()
     viewer.add_image(frames, name="long movie")
     widget = _widget(qtbot, viewer, tiny_run)
     seen = []
-    worker = widget.run()
-    worker.yielded.connect(lambda update: (seen.append(update), widget.cancel()))
+    qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)
+    widget.worker.yielded.connect(seen.append)
+    qtbot.mouseClick(widget.cancel_button, Qt.MouseButton.LeftButton)  # while the model loads
+    assert widget.status.text() == "cancelling..."
     qtbot.waitUntil(lambda: widget.run_button.isEnabled(), timeout=240_000)
     assert widget.status.text() == "cancelled; nothing added"
+    assert seen == [] and not widget.worker.is_running  # stopped at its first report
     assert [layer.name for layer in viewer.layers] == ["long movie"]
-    assert seen and seen[-1][0] < 48  # stopped before the last frames
     assert not widget.save_button.isEnabled() and widget.save() is None
 
 
@@ -177,16 +183,9 @@ def test_the_widget_names_what_it_cannot_use_in_one_line(qtbot, tiny_run, tmp_pa
 def _picture(viewer, widget, t: int) -> np.ndarray:
     """The widget as Qt draws it offscreen, beside frame `t` of the image layer with the Labels layer in napari's
     own label colours and each track's path so far (napari's canvas needs OpenGL, which offscreen Qt lacks)."""
-    from PIL import Image, ImageDraw
-    from qtpy.QtCore import QBuffer, QIODevice
-
-    from cellseg import predict
-
     buffer = QBuffer()
     buffer.open(QIODevice.OpenModeFlag.WriteOnly)
     widget.grab().save(buffer, "PNG")
-    import io
-
     panel = Image.open(io.BytesIO(bytes(buffer.data()))).convert("RGB")
     image, labels, tracks = (viewer.layers[name] for name in (widget.image.currentText(), "cellseg", "cellseg tracks"))
     grey = np.repeat(predict.grey(image.data[t])[..., None], 3, axis=-1).astype(np.float64)
@@ -208,8 +207,6 @@ def _picture(viewer, widget, t: int) -> np.ndarray:
 
 
 def test_a_picture_of_the_widget_over_a_phase_contrast_sequence(qtbot, tiny_run, tmp_path):
-    from PIL import Image
-
     model = os.environ.get("CELLSEG_FIGURE_MODEL", tiny_run)  # docs/figures: a model trained on phase contrast
     (frames, meta, _), _ = samples.phase_contrast()
     viewer = ViewerModel()
