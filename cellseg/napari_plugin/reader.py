@@ -13,9 +13,8 @@ import glob
 import os
 
 import numpy as np
-from scipy import ndimage
 
-from cellseg import ctc, tiff
+from cellseg import ctc, linking, tiff
 
 
 def tracks_data(masks: np.ndarray, rows: list[tuple[int, int, int, int]]) -> tuple[np.ndarray, dict]:
@@ -24,10 +23,8 @@ def tracks_data(masks: np.ndarray, rows: list[tuple[int, int, int, int]]) -> tup
     of the track rows (label, first, last, parent) whose parent has cells."""
     data = []
     for t, frame in enumerate(masks):
-        labels = np.unique(frame)
-        labels = labels[labels > 0]
-        for label, (y, x) in zip(labels, ndimage.center_of_mass(np.ones(frame.shape), frame, labels)):
-            data.append((int(label), t, y, x))
+        objects = linking.measure(frame)  # the centroids tracking links by
+        data += [(label, t, y, x) for label, (y, x) in zip(objects.labels.tolist(), objects.centroid.tolist())]
     data = np.array(sorted(data), np.float64).reshape(-1, 4)
     present = set(data[:, 0].astype(int).tolist())
     graph = {label: [parent] for label, _, _, parent in rows if parent and label in present and parent in present}
