@@ -41,7 +41,9 @@ to benchmarks/results/quality-<machine>.md and .json, with the machine, the
 budgets and the wall time. `--reuse` scores the models of an earlier run again
 without training them: the cellseg default's post-processing is tuned again on
 its validation frames first (`cellseg.tuning`), so a change of post-processing
-is measured on the same networks.
+is measured on the same networks. `--combine` writes the table of earlier results files;
+`--as_default` names files whose variant rows on the `--datasets` stand for the default, for a
+variant that trains exactly as a new default does there (the rows it replaces are dropped).
 """
 
 from __future__ import annotations
@@ -242,6 +244,10 @@ def main():
                         "U-Net's post-processing is tuned again first")
     parser.add_argument("--combine", default="", help="comma-separated results files (benchmarks/results/*.json "
                         "of earlier runs, e.g. one per budget): their rows in one table, written as a run's")
+    parser.add_argument("--as_default", default="", help="with --combine: comma-separated results files whose "
+                        "variant rows of the --datasets stand for the cellseg default (a variant that trains as "
+                        "the default now does on those datasets); they replace the default's rows of the same "
+                        "dataset and budget")
     args = parser.parse_args()
     names, budgets = args.datasets.split(","), args.budgets.split(",")
     seeds = [int(seed) for seed in args.seeds.split(",")]
@@ -255,8 +261,11 @@ def main():
         sys.exit(f"quality: unknown dataset or budget {', '.join(unknown)}")
     variant = shlex.split(args.variant_flags)
     started, earlier = time.monotonic(), 0.0
+    if args.as_default and not args.combine:
+        sys.exit("quality: --as_default needs --combine")
     if args.combine:
-        rows, seeds, budgets, earlier, variant = combined(args.combine.split(","))
+        rows, seeds, budgets, earlier, variant = combined(args.combine.split(","),
+                                                          [p for p in args.as_default.split(",") if p], names)
         args.variant_flags = shlex.join(variant)
     else:
         rows = [row for name in names for budget in budgets
@@ -274,6 +283,8 @@ def main():
             + f" Wall time {minutes:.0f} min"
             + (" (models of an earlier run, post-processing tuned and scored again)" if args.reuse else "")
             + (f" in all, combined from {args.combine}" if args.combine else "")
+            + (f"; the default's rows of {', '.join(sorted({r['dataset'] for r in rows if r.get('as_default')}))} are "
+               f"the variant's of {args.as_default}" if args.as_default else "")
             + f".\n\n{table(summary)}\n\n{verdict(summary)}\n")
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, f"{machine}.md"), "w") as handle:
@@ -286,17 +297,31 @@ def main():
     print("\n" + text)
 
 
-def combined(paths: list[str]) -> tuple[list[dict], list[int], list[str], float, list[str]]:
+def combined(paths: list[str], as_default: list[str] = (), names: list[str] = ()) -> tuple[
+        list[dict], list[int], list[str], float, list[str]]:
     """The rows of earlier results files, sorted by dataset, budget and method as a run writes them; their seeds,
     budgets, minutes and variant flags. Otsu's rows, the same in every file, are kept once per dataset and
-    budget."""
+    budget. The variant rows of the `as_default` files on the datasets `names` become the default's, in place of
+    every default row of their dataset and budget."""
     rows, seen, minutes, variant = [], set(), 0.0, ""
+    replaced = []
+    for path in as_default:
+        with open(path) as handle:
+            results = json.load(handle)
+        minutes += results["minutes"]
+        replaced += [{**row, "method": "cellseg default", "as_default": True} for row in results["rows"]
+                     if row["method"] == "variant" and row["dataset"] in names]
+    covered = {(row["dataset"], row["budget"]) for row in replaced}
+    seen = {(row["dataset"], row["budget"], row["method"], row.get("seed")) for row in replaced}
+    rows = list(replaced)
     for path in paths:
         with open(path) as handle:
             results = json.load(handle)
         minutes += results["minutes"]
         variant = variant or results.get("variant", "")
         for row in results["rows"]:
+            if row["method"] == "cellseg default" and (row["dataset"], row["budget"]) in covered:
+                continue
             key = (row["dataset"], row["budget"], row["method"], row.get("seed"))
             if key not in seen:
                 seen.add(key)

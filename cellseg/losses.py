@@ -130,7 +130,7 @@ class SegmentationLoss(keras.losses.Loss):
         if self.kind in ("bce_tversky", "bce"):
             loss += self.bce_weight * cross_entropy
         alpha, beta = (0.5, 0.5) if self.kind == "dice" else (self.alpha, self.beta)
-        if self.kind != "bce":
+        if self.kind != "bce" and self.overlap_weight:  # weight 0 (planned on dense cells): cross-entropy alone
             counted = target_ops.counted(y_true)
             for truth, probabilities in pairs:
                 loss += self.overlap_weight * tversky(truth, probabilities, alpha, beta, counted=counted)

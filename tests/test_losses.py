@@ -84,3 +84,20 @@ def test_loss_is_scaled_per_replica_so_gradients_do_not_grow_with_replicas():
 def test_unknown_loss_is_refused():
     with pytest.raises(ValueError, match="unknown loss"):
         losses.SegmentationLoss("hinge")
+
+
+def test_the_overlap_weight_scales_the_dice_term_and_zero_leaves_cross_entropy_alone():
+    rng = np.random.default_rng(1)
+    mask = (rng.random((2, 8, 8, 1)) > 0.8).astype(np.float32)
+    logits = rng.normal(0, 2, mask.shape).astype(np.float32)
+    weights = (rng.random(mask.shape) * 3 + 0.5).astype(np.float32)
+    p = 1 / (1 + np.exp(-logits))
+    tp, fp, fn = (mask * p).sum(), ((1 - mask) * p).sum(), (mask * (1 - p)).sum()
+    dice = 1 - (tp + 1) / (tp + 0.5 * fp + 0.5 * fn + 1)
+    bce = np.mean(weights * numpy_bce(mask, logits))
+    y_true = packed(mask, weights)
+    for weight in (0.0, 0.25, 1.0):
+        loss = losses.SegmentationLoss("bce_tversky", overlap_weight=weight, target="binary")(y_true, logits)
+        assert float(ops.mean(loss)) == pytest.approx(bce + weight * dice, rel=1e-5)
+    alone = losses.SegmentationLoss("bce", target="binary")(y_true, logits)
+    assert float(ops.mean(alone)) == pytest.approx(bce, rel=1e-5)

@@ -74,6 +74,24 @@ def test_weights_are_averaged_on_sparse_frames_only():
     assert plan.make(config, SPARSE, given={"weight_averaging"})[0].weight_averaging == 0.0
 
 
+def test_the_dice_term_is_kept_where_cells_are_rare_in_the_pixels_only():
+    weight, reason = plan.overlap_weight(plan.Fingerprint.of(SPARSE), "bce_tversky")
+    assert weight == 1.0 and "cells cover 0.4% of the pixels (under 5%)" in reason
+    weight, reason = plan.overlap_weight(plan.Fingerprint.of(DENSE), "bce_tversky")  # 14.1 %: cross-entropy alone
+    assert weight == 0.0 and "cells cover 14.1% of the pixels (at least 5%): cross-entropy alone" in reason
+    at_bound = plan.Fingerprint.of({**SPARSE, "foreground_fraction": plan.FEW_PIXELS})
+    assert plan.overlap_weight(at_bound, "bce_tversky")[0] == 0.0
+    # the overlap-only losses would learn nothing at weight 0: not planned
+    assert plan.overlap_weight(plan.Fingerprint.of(DENSE), "dice")[0] == 1.0
+    config = training.Config(records_dir="r", model_dir="m")
+    assert plan.make(config, DENSE)[0].objective.overlap_weight == 0.0
+    assert plan.make(config, SPARSE)[0].objective.overlap_weight == 1.0
+    dice = training.Config.from_flat(records_dir="r", model_dir="m", loss="dice")
+    assert plan.make(dice, DENSE)[0].objective.overlap_weight == 1.0
+    given, chosen = plan.make(config, DENSE, given={"overlap_weight"})
+    assert given.objective.overlap_weight == 1.0 and "overlap_weight 1: given (planned 0)" in "\n".join(chosen.lines())
+
+
 def test_given_settings_override_the_plan_and_the_log_says_so(tmp_path):
     config = training.Config(records_dir="r", model_dir=str(tmp_path))
     planned, chosen = plan.make(config, SPARSE, given={"patch_size"})

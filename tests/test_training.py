@@ -436,6 +436,7 @@ def test_sparse_training_learns_and_does_not_collapse_between_late_epochs(sparse
     assert any("class_weight_power" in line and "softened" in line for line in lines), lines
     assert any("foreground_patches 0.333" in line for line in lines), lines
     assert any("weight_averaging 0.95" in line and "foreground 0.7%" in line for line in lines), lines
+    assert any("overlap_weight 1" in line and "(under 5%)" in line for line in lines), lines
     dice = [row["val_dice"] for row in run_folder.read_log(cfg.model_dir)]
     late = dice[len(dice) // 2:]
     assert min(late) > 0.45, dice  # it learnt the cells, and never lost them

@@ -59,7 +59,8 @@ HELP = {
     "tversky_alpha": ("Tversky weight of false positives.", {}),
     "tversky_beta": ("Tversky weight of false negatives.", {}),
     "bce_weight": ("Weight of the weighted cross-entropy term.", {"lower_bound": 0}),
-    "overlap_weight": ("Weight of the Tversky or Dice term.", {"lower_bound": 0}),
+    "overlap_weight": ("Weight of the Tversky or Dice term. Planned unless given (with --loss=bce_tversky): 1 "
+                       "where cells cover under 5% of the pixels, else 0 (cross-entropy alone).", {"lower_bound": 0}),
     "symmetries": ("Random flips and quarter turns.", {}),
     "elastic_sigma": ("Elastic deformation: std of the coarse displacements (px).", {"lower_bound": 0}),
     "elastic_points": ("Elastic deformation: coarse grid points per side.", {"lower_bound": 2}),
