@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -13,6 +14,29 @@ from apache_beam.options.pipeline_options import PipelineOptions, PrismRunnerOpt
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from cellseg import errors
+
+
+def realize_cffi_libraries() -> None:
+    """Builds every attribute of each cffi library loaded so far, once, in the calling thread.
+
+    Beam's worker weighs each side input it caches with objsize, which calls `vars()` on every
+    entry of sys.modules. On a cffi library (cryptography's `_openssl.lib`, which Beam imports)
+    that builds its attributes lazily, and cffi 2 does not lock that building on a GIL build:
+    two worker threads reading side inputs at once aborted a conversion with cffi's assertion
+    `realize_c_type.c: ... opcodes[index] & 1) == 1` (python-cffi/cffi issue 271). Built here
+    once, before any worker thread runs, every later `vars()` only copies the cached attributes.
+    """
+    for module in list(sys.modules.values()):
+        if type(module).__module__ == "_cffi_backend" and type(module).__name__ == "Lib":
+            try:
+                vars(module)
+            except Exception:  # a symbol that cannot be built fails the same way where it is used
+                pass
+
+
+# On import: the launcher imports this module before it builds a pipeline, and a worker
+# before it runs a DoFn of either job (unpickling imports the job's module, which imports this).
+realize_cffi_libraries()
 
 
 def read_bytes(path: str) -> bytes:

@@ -211,6 +211,37 @@ def test_unknown_flags_are_found_among_beam_arguments():
     assert jobs.unknown_beam_args(args) == ["--output_dirr=x"]
 
 
+CFFI_TYPES_BUILT_BY_VARS = """
+import gc, sys
+{imports}
+def cffi_types():
+    return sum(type(o).__module__ == "_cffi_backend" and type(o).__name__ == "CType" for o in gc.get_objects())
+libraries = [m for m in list(sys.modules.values())
+             if type(m).__module__ == "_cffi_backend" and type(m).__name__ == "Lib"]
+before = cffi_types()
+for library in libraries:
+    vars(library)  # what Beam's state cache does, through objsize, in each worker thread
+print(len(libraries), cffi_types() - before)
+"""
+
+
+@pytest.mark.parametrize("imports, built", [
+    ("import cryptography.hazmat.bindings._rust", "some"),  # Beam's cffi library alone: vars() builds types
+    ("import beam_pipelines.jobs", "none"),  # the jobs' module has built them on import
+])
+def test_worker_threads_find_every_cffi_library_already_built(imports, built):
+    # cffi 2 builds a library's attributes unlocked on a GIL build; two Beam worker threads doing it
+    # at once aborted a conversion. vars() must find nothing left to build once the jobs are imported.
+    out = subprocess.run([sys.executable, "-c", CFFI_TYPES_BUILT_BY_VARS.format(imports=imports)],
+                         capture_output=True, text=True, check=True).stdout.split()
+    libraries, new_types = int(out[0]), int(out[1])
+    assert libraries >= 1
+    if built == "some":
+        assert new_types > 0, "the count sees no type that vars() builds: it could not tell a built library apart"
+    else:
+        assert new_types == 0, f"vars() built {new_types} cffi types after `{imports}`"
+
+
 def cli(*args):
     return subprocess.run([sys.executable, "-m", "cellseg.cli.convert", *args],
                           capture_output=True, text=True)
