@@ -127,10 +127,11 @@ def test_train_and_predict_on_jax_without_tensorflow_label_as_tensorflow_does(tr
 
 def test_one_device_and_auto_strategies_and_planned_settings_given_on_the_command_line(trained, tmp_path):
     """Both strategies, the first with --mixed_precision (bfloat16 on a CPU); the second run also gives
-    --input_scale, --foreground_patches and --clip_norm as typed: plan.json and flags.txt keep them, and
-    prediction resamples the frames by the run's scale and gives labels of the frames' own size."""
+    --input_scale, --foreground_patches, --overlap_weight and --clip_norm as typed: plan.json and flags.txt
+    keep them, and prediction resamples the frames by the run's scale and gives labels of the frames' own size."""
     _, data, records, _, _ = trained
-    given = ["--input_scale=1.5", "--foreground_patches=0.5", "--clip_norm=1", "--weight_averaging=0.5"]
+    given = ["--input_scale=1.5", "--foreground_patches=0.5", "--overlap_weight=0.5", "--clip_norm=1",
+             "--weight_averaging=0.5"]
     for strategy, extra in (("one_device", ["--mixed_precision"]), ("auto", given)):
         done = command("train", f"--records_dir={records}", f"--model_dir={tmp_path / strategy}", "--epochs=1",
                        "--steps_per_epoch=1", f"--strategy={strategy}", "--notune_postprocessing", *TINY_NET, *extra)
@@ -141,9 +142,11 @@ def test_one_device_and_auto_strategies_and_planned_settings_given_on_the_comman
     settings = json.loads((run / "plan.json").read_text())["settings"]
     assert settings["input_scale"]["value"] == 1.5 and settings["input_scale"]["given"]
     assert settings["foreground_patches"]["value"] == 0.5 and settings["foreground_patches"]["given"]
-    assert "input_scale 1.5: given" in done.stdout
+    assert settings["overlap_weight"]["value"] == 0.5 and settings["overlap_weight"]["given"]
+    assert "input_scale 1.5: given" in done.stdout and "overlap_weight 0.5: given" in done.stdout
     flagfile = (run / "flags.txt").read_text()
     assert "--input_scale=1.5" in flagfile and "--clip_norm=1.0" in flagfile and "--weight_averaging=0.5" in flagfile
+    assert "--overlap_weight=0.5" in flagfile
     out = tmp_path / "predicted"
     command("predict", f"--model={run}", f"--input={data / '02'}", f"--output_dir={out}", "--notta")
     frames = sorted((data / "02").glob("*.tif"))
