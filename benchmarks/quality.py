@@ -297,29 +297,27 @@ def main():
     print("\n" + text)
 
 
+def _read_json(path: str) -> dict:
+    with open(path) as handle:
+        return json.load(handle)
+
+
 def combined(paths: list[str], as_default: list[str] = (), names: list[str] = ()) -> tuple[
         list[dict], list[int], list[str], float, list[str]]:
     """The rows of earlier results files, sorted by dataset, budget and method as a run writes them; their seeds,
     budgets, minutes and variant flags. Otsu's rows, the same in every file, are kept once per dataset and
     budget. The variant rows of the `as_default` files on the datasets `names` become the default's, in place of
     every default row of their dataset and budget."""
-    rows, seen, minutes, variant = [], set(), 0.0, ""
-    replaced = []
-    for path in as_default:
-        with open(path) as handle:
-            results = json.load(handle)
-        minutes += results["minutes"]
-        replaced += [{**row, "method": "cellseg default", "as_default": True} for row in results["rows"]
-                     if row["method"] == "variant" and row["dataset"] in names]
-    covered = {(row["dataset"], row["budget"]) for row in replaced}
-    seen = {(row["dataset"], row["budget"], row["method"], row.get("seed")) for row in replaced}
-    rows = list(replaced)
+    files = {path: _read_json(path) for path in [*as_default, *paths]}
+    minutes = sum(results["minutes"] for results in files.values())
+    rows = [{**row, "method": "cellseg default", "as_default": True} for path in as_default
+            for row in files[path]["rows"] if row["method"] == "variant" and row["dataset"] in names]
+    covered = {(row["dataset"], row["budget"]) for row in rows}
+    seen = {(row["dataset"], row["budget"], row["method"], row.get("seed")) for row in rows}
+    variant = ""
     for path in paths:
-        with open(path) as handle:
-            results = json.load(handle)
-        minutes += results["minutes"]
-        variant = variant or results.get("variant", "")
-        for row in results["rows"]:
+        variant = variant or files[path].get("variant", "")
+        for row in files[path]["rows"]:
             if row["method"] == "cellseg default" and (row["dataset"], row["budget"]) in covered:
                 continue
             key = (row["dataset"], row["budget"], row["method"], row.get("seed"))
